@@ -1,0 +1,10 @@
+//! The model: MLP specification, flat parameter layout, activations, losses and initialization.
+//!
+//! `f(x) = W_L σ(… σ(W_1 x + b_1) …) + b_L`, bias in every layer, `W_l` is `h_l × h_{l−1}`
+//! (PyTorch convention), stored row-major in one flat buffer (see [`Layout`]).
+
+mod init;
+mod spec;
+
+pub use init::init_params;
+pub use spec::{Activation, LayerSlot, Layout, Loss, MlpSpec, Params, Preset, SpecError};
