@@ -4,6 +4,8 @@
 //! Data flow: [`data`] → [`model`] parameters → [`mlp`] passes (over [`kernels`]) →
 //! [`hvp`] operators → [`eig`] solvers.
 
+pub mod kernels;
+pub mod mlp;
 pub mod model;
 pub mod par;
 pub mod real;
