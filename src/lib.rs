@@ -7,6 +7,7 @@
 pub mod model;
 pub mod par;
 pub mod real;
+pub mod report;
 
 pub use par::Par;
 pub use real::Real;
