@@ -10,6 +10,7 @@ pub mod mlp;
 pub mod model;
 pub mod par;
 pub mod real;
+pub mod report;
 
 pub use par::Par;
 pub use real::Real;
