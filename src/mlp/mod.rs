@@ -665,3 +665,41 @@ fn output_rgrad<T: Real>(kind: Loss, rows: usize, b: usize, c: usize, rz: &[T], 
 pub fn has_curvature(act: Activation) -> bool {
     !matches!(act, Activation::Relu | Activation::Linear)
 }
+
+/// Floating-point operation counts (multiply and add counted separately) of the GEMMs in each
+/// pass over `n` examples; elementwise work is not counted. Used for throughput reports.
+pub mod flops {
+    use crate::model::MlpSpec;
+
+    fn first_and_rest(spec: &MlpSpec) -> (f64, f64) {
+        let dims = spec.dims();
+        let first = (dims[0] * dims[1]) as f64;
+        let rest: f64 = dims.windows(2).skip(1).map(|w| (w[0] * w[1]) as f64).sum();
+        (first, rest)
+    }
+
+    /// Forward pass: `2·n·Σ h_{l−1}h_l`.
+    pub fn forward(spec: &MlpSpec, n: usize) -> f64 {
+        let (f, r) = first_and_rest(spec);
+        2.0 * n as f64 * (f + r)
+    }
+
+    /// Forward + backward: forward, `dW_l` for every layer, `da_{l−1}` for `l ≥ 2`.
+    pub fn gradient(spec: &MlpSpec, n: usize) -> f64 {
+        let (f, r) = first_and_rest(spec);
+        n as f64 * (4.0 * f + 6.0 * r)
+    }
+
+    /// One Hessian-vector product at a cached point: R-forward (`X·V_1ᵀ`; `r_a·Wᵀ`, `a·Vᵀ`),
+    /// R-backward (`r_g·W`, `g·V`), and the sums `r_gᵀa` (every layer), `gᵀr_a` (`l ≥ 2`).
+    pub fn hvp(spec: &MlpSpec, n: usize) -> f64 {
+        let (f, r) = first_and_rest(spec);
+        n as f64 * (4.0 * f + 12.0 * r)
+    }
+
+    /// One Gauss–Newton-vector product (no `g·V` and `gᵀr_a` terms).
+    pub fn ggn(spec: &MlpSpec, n: usize) -> f64 {
+        let (f, r) = first_and_rest(spec);
+        n as f64 * (4.0 * f + 8.0 * r)
+    }
+}

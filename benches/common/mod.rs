@@ -1,0 +1,87 @@
+//! Shared benchmark set-up: criterion settings sized for a 2-core machine, a pprof
+//! flamegraph profiler (`-- --profile-time 10`), thread pools and the synthetic
+//! Figure-1-shaped problem.
+
+#![allow(dead_code)]
+
+use criterion::profiler::Profiler;
+use criterion::{Criterion, SamplingMode};
+use std::fs::File;
+use std::path::Path;
+use std::time::Duration;
+
+/// Writes `flamegraph.svg` into criterion's profile directory of each benchmark.
+pub struct Flame {
+    guard: Option<pprof::ProfilerGuard<'static>>,
+}
+
+impl Profiler for Flame {
+    fn start_profiling(&mut self, _id: &str, _dir: &Path) {
+        // 250 Hz is what the kernel timer delivers on these machines (CONFIG_HZ=250).
+        self.guard = pprof::ProfilerGuardBuilder::default()
+            .frequency(250)
+            .blocklist(&["libc", "libgcc", "pthread", "vdso"])
+            .build()
+            .ok();
+    }
+    fn stop_profiling(&mut self, _id: &str, dir: &Path) {
+        let Some(guard) = self.guard.take() else { return };
+        if std::fs::create_dir_all(dir).is_err() {
+            return;
+        }
+        if let (Ok(report), Ok(file)) = (guard.report().build(), File::create(dir.join("flamegraph.svg"))) {
+            if report.flamegraph(file).is_ok() {
+                eprintln!("flamegraph: {}", dir.join("flamegraph.svg").display());
+            }
+        }
+    }
+}
+
+/// Few samples, short warm-up and measurement, flat sampling: each iteration here takes
+/// tens of milliseconds to seconds.
+pub fn config() -> Criterion {
+    Criterion::default()
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(800))
+        .measurement_time(Duration::from_secs(3))
+        .nresamples(10_000)
+        .without_plots()
+        .with_profiler(Flame { guard: None })
+}
+
+pub fn flat() -> SamplingMode {
+    SamplingMode::Flat
+}
+
+/// Thread counts to sweep: `EOSBENCH_BENCH_THREADS=1,2` (default `1,2`).
+pub fn thread_counts() -> Vec<usize> {
+    list_env("EOSBENCH_BENCH_THREADS", &[1, 2])
+}
+
+/// Hidden widths to sweep: `EOSBENCH_BENCH_WIDTHS=100,200` (default given by the bench).
+pub fn widths(default: &[usize]) -> Vec<usize> {
+    list_env("EOSBENCH_BENCH_WIDTHS", default)
+}
+
+fn list_env(name: &str, default: &[usize]) -> Vec<usize> {
+    match std::env::var(name) {
+        Ok(s) if !s.trim().is_empty() => s
+            .split(',')
+            .map(|t| t.trim().parse().unwrap_or_else(|_| panic!("{name}: '{t}' is not a number")))
+            .collect(),
+        _ => default.to_vec(),
+    }
+}
+
+pub fn pool(threads: usize) -> rayon::ThreadPool {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .expect("thread pool")
+}
+
+/// A 3072-input, 10-class synthetic problem of `n` examples (the CIFAR-10 shape).
+pub fn synthetic_data(n: usize) -> eosbench::mlp::Data<f32> {
+    let ds = eosbench::data::synthetic(n, 3072, 10, 0);
+    eosbench::mlp::Data::new(ds.x, ds.labels, 3072, 10)
+}
