@@ -1,0 +1,23 @@
+//! Kernels: everything `unsafe`, SIMD or CPU-specific in the crate lives here, each fast kernel
+//! next to a plain reference twin that the tests compare it with.
+//!
+//! - [`path`]: the [`KernelPath`] (reference / AVX2 / AVX-512), detected once at run time,
+//!   overridable with `EOSBENCH_KERNEL`, recorded in result files.
+//! - [`special`]: `erf`/`erfc` (f64) and the vectorizable rational f32 `tanh`.
+//! - [`act`]: scalar reference `σ`, `σ'`, `σ''` of every activation.
+//! - [`elementwise`]: the fused per-layer passes (bias + activation + derivative caches, backward
+//!   products, R-forward/R-backward products, column sums), dispatched on the path.
+//!
+//! Kernels are sequential; callers parallelize over row blocks. Every output element is written
+//! by exactly one call and sums run in a fixed order, so results are independent of the thread
+//! count for a given path (DESIGN §5).
+
+pub mod act;
+pub mod elementwise;
+pub mod path;
+pub mod special;
+
+pub use act::{act_f64, act_ref, ActValues};
+pub use elementwise::{add_bias, bias_act, bwd_act, col_sums, rbwd_act, rfwd_act};
+pub use path::{kernel_path, try_kernel_path, KernelPath, KernelPathError, KERNEL_ENV};
+pub use special::{erf, erfc, tanh_f32};
