@@ -339,7 +339,7 @@ impl<T: Real> Net<T> {
                 } else {
                     let input: &[T] = if l == 0 { x } else { &blk.a[l - 1] };
                     layer::forward(rows, hi, ho, input, w, &mut blk.out);
-                    kernels::add_bias(rows, ho, &mut blk.out, bias);
+                    kernels::add_bias(path, rows, ho, &mut blk.out, bias);
                 }
             }
             let labels = &data.labels[blk.r0..blk.r0 + rows];
@@ -389,7 +389,7 @@ impl<T: Real> Net<T> {
                 },
             );
             for (s, blk) in blocks.iter().enumerate() {
-                kernels::col_sums(blk.rows, ho, &blk.g[l], ho, bpart, s > 0);
+                kernels::col_sums(self.path, blk.rows, ho, &blk.g[l], ho, bpart, s > 0);
             }
             if blocks.is_empty() {
                 bpart.iter_mut().for_each(|v| *v = T::ZERO);
@@ -472,7 +472,7 @@ impl<T: Real> Net<T> {
                 if l + 1 < nl {
                     kernels::rfwd_act(path, rows, b, ho, rz, &c_stack[l][..b * ho], &blk.s1[l], &mut rb.ra[l][..rows * b * ho]);
                 } else {
-                    kernels::add_bias(rows, b * ho, rz, &c_stack[l][..b * ho]);
+                    kernels::add_bias(path, rows, b * ho, rz, &c_stack[l][..b * ho]);
                 }
             }
             // R-backward.
@@ -542,7 +542,7 @@ impl<T: Real> Net<T> {
             }
             let hb = &mut self.hb_stack[l][..b * ho];
             for (s, blk) in blocks.iter().enumerate() {
-                kernels::col_sums(blk.rows, b * ho, &rblocks[s].rg[l], b * ho, hb, s > 0 || !first);
+                kernels::col_sums(self.path, blk.rows, b * ho, &rblocks[s].rg[l][..blk.rows * b * ho], b * ho, hb, s > 0 || !first);
             }
             if blocks.is_empty() && first {
                 hb.iter_mut().for_each(|v| *v = T::ZERO);
