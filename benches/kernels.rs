@@ -21,7 +21,11 @@ const D: usize = 3072;
 /// The GEMMs of one gradient evaluation, on full-size operands, through faer with its own
 /// parallelism (`Par::rayon(t)`): the roof the fused passes are measured against.
 fn roof_faer(spec: &MlpSpec, bufs: &mut RoofBufs, threads: usize) {
-    let par = if threads > 1 { faer::Par::rayon(threads) } else { faer::Par::Seq };
+    let par = if threads > 1 {
+        faer::Par::rayon(threads)
+    } else {
+        faer::Par::Seq
+    };
     let dims = spec.dims();
     for l in 0..dims.len() - 1 {
         let (hi, ho) = (dims[l], dims[l + 1]);
@@ -63,44 +67,95 @@ fn roof_mm(spec: &MlpSpec, bufs: &mut RoofBufs, threads: usize) {
         let (hi, ho) = (dims[l], dims[l + 1]);
         let input: &[f32] = if l == 0 { &bufs.x } else { &bufs.act[l - 1] };
         // z = input · Wᵀ : (N × hi)(hi × ho), W row-major ho × hi read with strides (1, hi).
-        mm(threads, N, hi, ho, input, hi as isize, 1, &bufs.w[l], 1, hi as isize, &mut bufs.z[l]);
+        mm(
+            threads,
+            N,
+            hi,
+            ho,
+            input,
+            hi as isize,
+            1,
+            &bufs.w[l],
+            1,
+            hi as isize,
+            &mut bufs.z[l],
+        );
         // dW = zᵀ · input : (ho × N)(N × hi).
-        mm(threads, ho, N, hi, &bufs.z[l], 1, ho as isize, input, hi as isize, 1, &mut bufs.dw[l]);
+        mm(
+            threads,
+            ho,
+            N,
+            hi,
+            &bufs.z[l],
+            1,
+            ho as isize,
+            input,
+            hi as isize,
+            1,
+            &mut bufs.dw[l],
+        );
         if l > 0 {
             // da = z · W : (N × ho)(ho × hi).
-            mm(threads, N, ho, hi, &bufs.z[l], ho as isize, 1, &bufs.w[l], hi as isize, 1, &mut bufs.da[l - 1]);
+            mm(
+                threads,
+                N,
+                ho,
+                hi,
+                &bufs.z[l],
+                ho as isize,
+                1,
+                &bufs.w[l],
+                hi as isize,
+                1,
+                &mut bufs.da[l - 1],
+            );
         }
     }
 }
 
 /// Row-split matrixmultiply sgemm: `C (m × n, row-major) = A (m × k) · B (k × n)`.
 #[allow(clippy::too_many_arguments)]
-fn mm(t: usize, m: usize, k: usize, n: usize, a: &[f32], rsa: isize, csa: isize, b: &[f32], rsb: isize, csb: isize, c: &mut [f32]) {
+fn mm(
+    t: usize,
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    rsa: isize,
+    csa: isize,
+    b: &[f32],
+    rsb: isize,
+    csb: isize,
+    c: &mut [f32],
+) {
     use rayon::prelude::*;
     let rows = m.div_ceil(t.max(1));
-    c[..m * n].par_chunks_mut(rows * n).enumerate().for_each(|(i, cc)| {
-        let r0 = i * rows;
-        let mr = cc.len() / n;
-        // SAFETY: the pointers address in-bounds row ranges of a, b and cc with the given strides.
-        unsafe {
-            matrixmultiply::sgemm(
-                mr,
-                k,
-                n,
-                1.0,
-                a.as_ptr().offset(r0 as isize * rsa),
-                rsa,
-                csa,
-                b.as_ptr(),
-                rsb,
-                csb,
-                0.0,
-                cc.as_mut_ptr(),
-                n as isize,
-                1,
-            )
-        }
-    });
+    c[..m * n]
+        .par_chunks_mut(rows * n)
+        .enumerate()
+        .for_each(|(i, cc)| {
+            let r0 = i * rows;
+            let mr = cc.len() / n;
+            // SAFETY: the pointers address in-bounds row ranges of a, b and cc with the given strides.
+            unsafe {
+                matrixmultiply::sgemm(
+                    mr,
+                    k,
+                    n,
+                    1.0,
+                    a.as_ptr().offset(r0 as isize * rsa),
+                    rsa,
+                    csa,
+                    b.as_ptr(),
+                    rsb,
+                    csb,
+                    0.0,
+                    cc.as_mut_ptr(),
+                    n as isize,
+                    1,
+                )
+            }
+        });
 }
 
 struct RoofBufs {
@@ -118,10 +173,16 @@ impl RoofBufs {
         let layers = 0..dims.len() - 1;
         RoofBufs {
             x,
-            w: layers.clone().map(|l| vec![0.01; dims[l] * dims[l + 1]]).collect(),
+            w: layers
+                .clone()
+                .map(|l| vec![0.01; dims[l] * dims[l + 1]])
+                .collect(),
             z: layers.clone().map(|l| vec![0.0; N * dims[l + 1]]).collect(),
             act: layers.clone().map(|l| vec![0.5; N * dims[l + 1]]).collect(),
-            dw: layers.clone().map(|l| vec![0.0; dims[l] * dims[l + 1]]).collect(),
+            dw: layers
+                .clone()
+                .map(|l| vec![0.0; dims[l] * dims[l + 1]])
+                .collect(),
             da: layers.map(|l| vec![0.0; N * dims[l]]).collect(),
         }
     }
@@ -156,16 +217,29 @@ fn bench_kernels(c: &mut Criterion) {
                 bch.iter(|| pool.install(|| roof_mm(&spec, &mut roof, t)))
             });
             for b in [1usize, 2, 4, 8] {
-                let dirs: Vec<f32> = (0..b * p.len()).map(|i| ((i % 97) as f32 - 48.0) * 1e-3).collect();
+                let dirs: Vec<f32> = (0..b * p.len())
+                    .map(|i| ((i % 97) as f32 - 48.0) * 1e-3)
+                    .collect();
                 let mut out = vec![0f32; b * p.len()];
-                g.throughput(Throughput::Elements((b as f64 * flops::hvp(&spec, N)) as u64));
-                g.bench_function(BenchmarkId::new(format!("hvp-b{b}"), format!("t{t}")), |bch| {
-                    bch.iter(|| pool.install(|| net.hvp(&dirs, &mut out, b, Curvature::Hessian, par)))
-                });
+                g.throughput(Throughput::Elements(
+                    (b as f64 * flops::hvp(&spec, N)) as u64,
+                ));
+                g.bench_function(
+                    BenchmarkId::new(format!("hvp-b{b}"), format!("t{t}")),
+                    |bch| {
+                        bch.iter(|| {
+                            pool.install(|| net.hvp(&dirs, &mut out, b, Curvature::Hessian, par))
+                        })
+                    },
+                );
                 if b == 1 {
                     g.throughput(Throughput::Elements(flops::ggn(&spec, N) as u64));
                     g.bench_function(BenchmarkId::new("ggn-b1", format!("t{t}")), |bch| {
-                        bch.iter(|| pool.install(|| net.hvp(&dirs, &mut out, 1, Curvature::GaussNewton, par)))
+                        bch.iter(|| {
+                            pool.install(|| {
+                                net.hvp(&dirs, &mut out, 1, Curvature::GaussNewton, par)
+                            })
+                        })
                     });
                 }
             }

@@ -24,7 +24,12 @@ fn random_vec(len: usize, seed: u64) -> Vec<f64> {
 }
 
 fn rel_err(a: &[f64], b: &[f64]) -> f64 {
-    let num: f64 = a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum::<f64>().sqrt();
+    let num: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (x - y) * (x - y))
+        .sum::<f64>()
+        .sqrt();
     let den: f64 = b.iter().map(|y| y * y).sum::<f64>().sqrt().max(1e-300);
     num / den
 }
@@ -42,10 +47,19 @@ fn spec(act: Activation) -> MlpSpec {
     MlpSpec::new(5, &[6, 4], 3, act).unwrap()
 }
 
-fn net(act: Activation, loss: Loss, n: usize, cfg: NetConfig) -> (Net<f64>, Vec<f64>, Vec<f64>, Vec<u8>) {
+fn net(
+    act: Activation,
+    loss: Loss,
+    n: usize,
+    cfg: NetConfig,
+) -> (Net<f64>, Vec<f64>, Vec<f64>, Vec<u8>) {
     let s = spec(act);
     let (x, y) = problem(n, 5, 3, 11);
-    let p = init_params::<f64>(&s, 3).data.iter().map(|v| 2.0 * v).collect();
+    let p = init_params::<f64>(&s, 3)
+        .data
+        .iter()
+        .map(|v| 2.0 * v)
+        .collect();
     let net = Net::new(&s, loss, Data::new(x.clone(), y.clone(), 5, 3), cfg);
     (net, p, x, y)
 }
@@ -59,9 +73,17 @@ fn loss_gradient_and_products_match_the_reference_twin() {
             let mut g = vec![0.0; p.len()];
             let ev = net.gradient(&p, &mut g, Par::Seq);
             let (l_ref, acc_ref, g_ref) = reference::loss_grad(&s, loss, &x, &y, &p);
-            assert!((ev.loss - l_ref).abs() <= 1e-13 * l_ref.abs(), "{act} {loss}: loss {} vs {l_ref}", ev.loss);
+            assert!(
+                (ev.loss - l_ref).abs() <= 1e-13 * l_ref.abs(),
+                "{act} {loss}: loss {} vs {l_ref}",
+                ev.loss
+            );
             assert_eq!(ev.accuracy, acc_ref);
-            assert!(rel_err(&g, &g_ref) < 1e-12, "{act} {loss}: grad err {}", rel_err(&g, &g_ref));
+            assert!(
+                rel_err(&g, &g_ref) < 1e-12,
+                "{act} {loss}: grad err {}",
+                rel_err(&g, &g_ref)
+            );
             for curv in [Curvature::Hessian, Curvature::GaussNewton] {
                 let v = random_vec(p.len(), 5);
                 let mut hv = vec![0.0; p.len()];
@@ -76,26 +98,40 @@ fn loss_gradient_and_products_match_the_reference_twin() {
 
 #[test]
 fn gradient_matches_central_differences() {
-    for act in [Activation::Tanh, Activation::Softplus, Activation::Gelu, Activation::Linear] {
+    for act in [
+        Activation::Tanh,
+        Activation::Softplus,
+        Activation::Gelu,
+        Activation::Linear,
+    ] {
         for loss in [Loss::Mse, Loss::Ce] {
             let (mut net, p, _, _) = net(act, loss, 30, tiny_cfg());
             let mut g = vec![0.0; p.len()];
             net.gradient(&p, &mut g, Par::Seq);
             let u = random_vec(p.len(), 9);
             let h = 1e-5;
-            let shifted = |t: f64| -> Vec<f64> { p.iter().zip(&u).map(|(a, b)| a + t * b).collect() };
+            let shifted =
+                |t: f64| -> Vec<f64> { p.iter().zip(&u).map(|(a, b)| a + t * b).collect() };
             let lp = net.evaluate(&shifted(h), Par::Seq).loss;
             let lm = net.evaluate(&shifted(-h), Par::Seq).loss;
             let fd = (lp - lm) / (2.0 * h);
             let an: f64 = g.iter().zip(&u).map(|(a, b)| a * b).sum();
-            assert!((fd - an).abs() <= 1e-7 * an.abs().max(1e-3), "{act} {loss}: fd {fd} vs {an}");
+            assert!(
+                (fd - an).abs() <= 1e-7 * an.abs().max(1e-3),
+                "{act} {loss}: fd {fd} vs {an}"
+            );
         }
     }
 }
 
 #[test]
 fn hessian_product_matches_differences_of_gradients() {
-    for act in [Activation::Tanh, Activation::Softplus, Activation::Gelu, Activation::Relu] {
+    for act in [
+        Activation::Tanh,
+        Activation::Softplus,
+        Activation::Gelu,
+        Activation::Relu,
+    ] {
         for loss in [Loss::Mse, Loss::Ce] {
             let (mut net, p, _, _) = net(act, loss, 30, tiny_cfg());
             let v = random_vec(p.len(), 21);
@@ -110,7 +146,11 @@ fn hessian_product_matches_differences_of_gradients() {
             let pm: Vec<f64> = p.iter().zip(&v).map(|(a, b)| a - h * b).collect();
             net.gradient(&pp, &mut gp, Par::Seq);
             net.gradient(&pm, &mut gm, Par::Seq);
-            let fd: Vec<f64> = gp.iter().zip(&gm).map(|(a, b)| (a - b) / (2.0 * h)).collect();
+            let fd: Vec<f64> = gp
+                .iter()
+                .zip(&gm)
+                .map(|(a, b)| (a - b) / (2.0 * h))
+                .collect();
             let e = rel_err(&hv, &fd);
             assert!(e < 1e-6, "{act} {loss}: hvp vs fd {e}");
         }
@@ -130,14 +170,23 @@ fn products_are_symmetric_linear_and_blockwise_equal_to_columns() {
         net.hvp(&dirs, &mut block, b, curv, Par::Seq);
         let mut cols = vec![0.0; b * np];
         for j in 0..b {
-            net.hvp(&dirs[j * np..(j + 1) * np], &mut cols[j * np..(j + 1) * np], 1, curv, Par::Seq);
+            net.hvp(
+                &dirs[j * np..(j + 1) * np],
+                &mut cols[j * np..(j + 1) * np],
+                1,
+                curv,
+                Par::Seq,
+            );
         }
         assert!(rel_err(&block, &cols) < 1e-13, "block vs columns {curv:?}");
         let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
         let (u, v) = (&dirs[..np], &dirs[np..2 * np]);
         let (hu, hv) = (&block[..np], &block[np..2 * np]);
         let (a, c) = (dot(u, hv), dot(hu, v));
-        assert!((a - c).abs() <= 1e-12 * a.abs().max(c.abs()), "symmetry {a} {c}");
+        assert!(
+            (a - c).abs() <= 1e-12 * a.abs().max(c.abs()),
+            "symmetry {a} {c}"
+        );
         // Linearity: H(2u − 3v) = 2Hu − 3Hv.
         let w: Vec<f64> = u.iter().zip(v).map(|(x, y)| 2.0 * x - 3.0 * y).collect();
         let mut hw = vec![0.0; np];
@@ -166,7 +215,10 @@ fn linear_model_hessian_is_the_analytic_one() {
         let xi = &x[i * 4..(i + 1) * 4];
         for r in 0..2 {
             // (V_r · x_i + c_r) is the change of output r; its gradient w.r.t. (W_r, b_r) is (x_i, 1).
-            let t: f64 = (0..4).map(|k| v[slot.w_off + r * 4 + k] * xi[k]).sum::<f64>() + v[slot.b_off + r];
+            let t: f64 = (0..4)
+                .map(|k| v[slot.w_off + r * 4 + k] * xi[k])
+                .sum::<f64>()
+                + v[slot.b_off + r];
             for k in 0..4 {
                 want[slot.w_off + r * 4 + k] += t * xi[k] / 13.0;
             }
@@ -180,19 +232,37 @@ fn linear_model_hessian_is_the_analytic_one() {
 fn dense_hessian_of_a_tiny_net_is_symmetric_and_matches_the_reference() {
     let s = MlpSpec::new(3, &[4], 2, Activation::Tanh).unwrap();
     let (x, y) = problem(9, 3, 2, 8);
-    let mut net = Net::new(&s, Loss::Mse, Data::new(x.clone(), y.clone(), 3, 2), tiny_cfg());
+    let mut net = Net::new(
+        &s,
+        Loss::Mse,
+        Data::new(x.clone(), y.clone(), 3, 2),
+        tiny_cfg(),
+    );
     let p = init_params::<f64>(&s, 2).data;
     let np = p.len();
     let mut g = vec![0.0; np];
     net.gradient(&p, &mut g, Par::Seq);
-    let eye: Vec<f64> = (0..np * np).map(|k| if k / np == k % np { 1.0 } else { 0.0 }).collect();
+    let eye: Vec<f64> = (0..np * np)
+        .map(|k| if k / np == k % np { 1.0 } else { 0.0 })
+        .collect();
     let mut h = vec![0.0; np * np];
     net.hvp(&eye, &mut h, np, Curvature::Hessian, Par::Seq);
     for i in 0..np {
         for j in 0..np {
-            assert!((h[i * np + j] - h[j * np + i]).abs() < 1e-14, "H[{i},{j}] not symmetric");
+            assert!(
+                (h[i * np + j] - h[j * np + i]).abs() < 1e-14,
+                "H[{i},{j}] not symmetric"
+            );
         }
-        let col = reference::hvp(&s, Loss::Mse, &x, &y, &p, &eye[i * np..(i + 1) * np], eosbench::mlp::Curvature::Hessian);
+        let col = reference::hvp(
+            &s,
+            Loss::Mse,
+            &x,
+            &y,
+            &p,
+            &eye[i * np..(i + 1) * np],
+            eosbench::mlp::Curvature::Hessian,
+        );
         assert!(rel_err(&h[i * np..(i + 1) * np], &col) < 1e-13);
     }
 }
@@ -207,7 +277,10 @@ fn results_are_bit_identical_across_thread_counts() {
         row_block: 32,
         chunk_rows: 100,
     };
-    let dirs: Vec<f32> = random_vec(3 * p.len(), 1).iter().map(|&v| v as f32).collect();
+    let dirs: Vec<f32> = random_vec(3 * p.len(), 1)
+        .iter()
+        .map(|&v| v as f32)
+        .collect();
     let run = |threads: usize| {
         with_threads(threads, |par| {
             let mut net = Net::new(&s, Loss::Mse, Data::new(xf.clone(), y.clone(), 37, 10), cfg);
@@ -222,8 +295,20 @@ fn results_are_bit_identical_across_thread_counts() {
     for t in [2, 3, 8] {
         let r = run(t);
         assert_eq!(base.0, r.0, "loss differs at {t} threads");
-        assert!(base.1.iter().zip(&r.1).all(|(a, b)| a.to_bits() == b.to_bits()), "gradient differs at {t} threads");
-        assert!(base.2.iter().zip(&r.2).all(|(a, b)| a.to_bits() == b.to_bits()), "hvp differs at {t} threads");
+        assert!(
+            base.1
+                .iter()
+                .zip(&r.1)
+                .all(|(a, b)| a.to_bits() == b.to_bits()),
+            "gradient differs at {t} threads"
+        );
+        assert!(
+            base.2
+                .iter()
+                .zip(&r.2)
+                .all(|(a, b)| a.to_bits() == b.to_bits()),
+            "hvp differs at {t} threads"
+        );
     }
 }
 
@@ -235,7 +320,12 @@ fn f32_agrees_with_f64() {
     let p32 = p64.cast::<f32>();
     let cfg = NetConfig::default();
     let mut n64 = Net::new(&s, Loss::Mse, Data::new(x.clone(), y.clone(), 20, 10), cfg);
-    let mut n32 = Net::new(&s, Loss::Mse, Data::new(x.iter().map(|&v| v as f32).collect(), y, 20, 10), cfg);
+    let mut n32 = Net::new(
+        &s,
+        Loss::Mse,
+        Data::new(x.iter().map(|&v| v as f32).collect(), y, 20, 10),
+        cfg,
+    );
     let mut g64 = vec![0.0; p64.len()];
     let mut g32 = vec![0f32; p64.len()];
     let e64 = n64.gradient(&p64.data, &mut g64, Par::Seq);

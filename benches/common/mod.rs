@@ -25,11 +25,16 @@ impl Profiler for Flame {
             .ok();
     }
     fn stop_profiling(&mut self, _id: &str, dir: &Path) {
-        let Some(guard) = self.guard.take() else { return };
+        let Some(guard) = self.guard.take() else {
+            return;
+        };
         if std::fs::create_dir_all(dir).is_err() {
             return;
         }
-        if let (Ok(report), Ok(file)) = (guard.report().build(), File::create(dir.join("flamegraph.svg"))) {
+        if let (Ok(report), Ok(file)) = (
+            guard.report().build(),
+            File::create(dir.join("flamegraph.svg")),
+        ) {
             if report.flamegraph(file).is_ok() {
                 eprintln!("flamegraph: {}", dir.join("flamegraph.svg").display());
             }
@@ -67,7 +72,11 @@ fn list_env(name: &str, default: &[usize]) -> Vec<usize> {
     match std::env::var(name) {
         Ok(s) if !s.trim().is_empty() => s
             .split(',')
-            .map(|t| t.trim().parse().unwrap_or_else(|_| panic!("{name}: '{t}' is not a number")))
+            .map(|t| {
+                t.trim()
+                    .parse()
+                    .unwrap_or_else(|_| panic!("{name}: '{t}' is not a number"))
+            })
             .collect(),
         _ => default.to_vec(),
     }

@@ -188,7 +188,7 @@ impl RawSplit {
     fn append_file_bytes(&mut self, path: &Path, bytes: &[u8]) -> Result<(), DataError> {
         let len = bytes.len() as u64;
         let rb = RECORD_BYTES as u64;
-        if len == 0 || len % rb != 0 {
+        if len == 0 || !len.is_multiple_of(rb) {
             return Err(DataError::BadSize {
                 path: path.to_path_buf(),
                 bytes: len,

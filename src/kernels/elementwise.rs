@@ -594,7 +594,7 @@ mod tests {
             x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
             x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
             x ^= x >> 31;
-            if x % 16 == 0 {
+            if x.is_multiple_of(16) {
                 0.0
             } else {
                 (x >> 11) as f64 / (1u64 << 53) as f64 * 8.0 - 4.0

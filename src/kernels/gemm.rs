@@ -11,9 +11,9 @@
 use crate::par::Par;
 use crate::real::Real;
 use faer::linalg::matmul::matmul;
-use faer::{Accum, MatMut, MatRef};
 #[cfg(test)]
 use faer::reborrow::ReborrowMut;
+use faer::{Accum, MatMut, MatRef};
 use rayon::prelude::*;
 
 /// Row-major `rows × cols` view of a contiguous slice.
@@ -125,7 +125,13 @@ where
 }
 
 /// `C (=|+=) A·B` with the output split as in [`gemm_sum`].
-pub fn gemm_par<T: Real>(par: Par, c: MatMut<'_, T>, accum: Accum, a: MatRef<'_, T>, b: MatRef<'_, T>) {
+pub fn gemm_par<T: Real>(
+    par: Par,
+    c: MatMut<'_, T>,
+    accum: Accum,
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+) {
     gemm_sum(par, c, accum, 1, |_| (a, b));
 }
 
@@ -137,7 +143,7 @@ mod tests {
     /// constructor for mutable strided row-major views swaps the strides).
     #[test]
     fn strided_views_address_row_major_elements() {
-        let mut s = vec![0f64; 3 * 5];
+        let mut s = [0f64; 3 * 5];
         {
             let mut m = view_mut_ld(&mut s[1..], 3, 2, 5);
             for i in 0..3 {
@@ -148,7 +154,11 @@ mod tests {
         }
         for i in 0..3 {
             for j in 0..5 {
-                let want = if (1..3).contains(&j) { (10 * i + j - 1) as f64 + 1.0 } else { 0.0 };
+                let want = if (1..3).contains(&j) {
+                    (10 * i + j - 1) as f64 + 1.0
+                } else {
+                    0.0
+                };
                 assert_eq!(s[i * 5 + j], want, "element ({i},{j})");
             }
         }
@@ -159,8 +169,12 @@ mod tests {
     #[test]
     fn parallel_sums_match_sequential_products_bitwise() {
         let (m, n, k) = (37, 300, 50);
-        let a: Vec<f64> = (0..m * k).map(|i| ((i * 7919) % 101) as f64 / 101.0 - 0.5).collect();
-        let b: Vec<f64> = (0..k * n).map(|i| ((i * 104729) % 97) as f64 / 97.0 - 0.5).collect();
+        let a: Vec<f64> = (0..m * k)
+            .map(|i| ((i * 7919) % 101) as f64 / 101.0 - 0.5)
+            .collect();
+        let b: Vec<f64> = (0..k * n)
+            .map(|i| ((i * 104729) % 97) as f64 / 97.0 - 0.5)
+            .collect();
         let mut naive = vec![0f64; m * n];
         for i in 0..m {
             for j in 0..n {
@@ -168,12 +182,27 @@ mod tests {
             }
         }
         let mut seq = vec![f64::NAN; m * n];
-        gemm_par(Par::Seq, view_mut(&mut seq, m, n), Accum::Replace, view(&a, m, k), view(&b, k, n));
+        gemm_par(
+            Par::Seq,
+            view_mut(&mut seq, m, n),
+            Accum::Replace,
+            view(&a, m, k),
+            view(&b, k, n),
+        );
         let mut par = vec![f64::NAN; m * n];
         crate::par::with_threads(3, |p| {
-            gemm_par(p, view_mut(&mut par, m, n), Accum::Replace, view(&a, m, k), view(&b, k, n))
+            gemm_par(
+                p,
+                view_mut(&mut par, m, n),
+                Accum::Replace,
+                view(&a, m, k),
+                view(&b, k, n),
+            )
         });
-        assert!(seq.iter().zip(&par).all(|(x, y)| x.to_bits() == y.to_bits()));
+        assert!(seq
+            .iter()
+            .zip(&par)
+            .all(|(x, y)| x.to_bits() == y.to_bits()));
         assert!(seq.iter().zip(&naive).all(|(x, y)| (x - y).abs() < 1e-12));
     }
 }

@@ -36,6 +36,7 @@ use crate::par::Par;
 use crate::real::Real;
 use faer::Accum;
 use rayon::prelude::*;
+use std::time::Instant;
 
 /// A labelled data set in the kernel precision: `x` is `n × d`, row-major.
 #[derive(Clone, Debug)]
@@ -50,7 +51,10 @@ pub struct Data<T> {
 impl<T: Real> Data<T> {
     pub fn new(x: Vec<T>, labels: Vec<u8>, d: usize, classes: usize) -> Self {
         assert_eq!(x.len(), labels.len() * d, "x must be n × d");
-        assert!(labels.iter().all(|&y| (y as usize) < classes), "label out of range");
+        assert!(
+            labels.iter().all(|&y| (y as usize) < classes),
+            "label out of range"
+        );
         Data {
             n: labels.len(),
             d,
@@ -94,6 +98,22 @@ impl Default for NetConfig {
             chunk_rows: 8192,
         }
     }
+}
+
+/// Wall-clock seconds spent in each phase since the net was built (explicit timers, because
+/// faer's GEMM frames do not unwind in sampling profiles).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct PhaseTimes {
+    /// Example-local forward (+ backward) passes.
+    pub local: f64,
+    /// Gradient sums over examples.
+    pub grad_reduce: f64,
+    /// Example-local R-forward + R-backward passes.
+    pub rlocal: f64,
+    /// Curvature-product sums over examples.
+    pub hvp_reduce: f64,
+    /// Stacking directions and unstacking results.
+    pub hvp_copy: f64,
 }
 
 /// Per-block cached state at the current parameters (index `l` = 0-based layer).
@@ -157,6 +177,7 @@ pub struct Net<T> {
     hv_stack: Vec<Vec<T>>,
     hb_stack: Vec<Vec<T>>,
     hv_side: Vec<Vec<T>>,
+    times: PhaseTimes,
 }
 
 impl<T: Real> Net<T> {
@@ -165,7 +186,13 @@ impl<T: Real> Net<T> {
     }
 
     /// As [`Net::new`] with an explicit elementwise kernel path.
-    pub fn with_path(spec: &MlpSpec, loss: Loss, data: Data<T>, cfg: NetConfig, path: KernelPath) -> Self {
+    pub fn with_path(
+        spec: &MlpSpec,
+        loss: Loss,
+        data: Data<T>,
+        cfg: NetConfig,
+        path: KernelPath,
+    ) -> Self {
         assert_eq!(data.d, spec.input_dim, "data dimension vs network input");
         assert_eq!(data.classes, spec.output_dim, "classes vs network output");
         assert!(cfg.row_block > 0 && cfg.chunk_rows > 0);
@@ -218,7 +245,13 @@ impl<T: Real> Net<T> {
             hv_stack: Vec::new(),
             hb_stack: Vec::new(),
             hv_side: Vec::new(),
+            times: PhaseTimes::default(),
         }
+    }
+
+    /// Accumulated phase timings.
+    pub fn phase_times(&self) -> PhaseTimes {
+        self.times
     }
 
     pub fn spec(&self) -> &MlpSpec {
@@ -253,7 +286,9 @@ impl<T: Real> Net<T> {
     /// Loss and accuracy at `params` (forward pass only).
     pub fn evaluate(&mut self, params: &[T], par: Par) -> Eval {
         self.set_params(params);
+        let t0 = Instant::now();
         self.run_local(false, par);
+        self.times.local += t0.elapsed().as_secs_f64();
         self.state = State::Forward;
         self.eval()
     }
@@ -263,9 +298,13 @@ impl<T: Real> Net<T> {
     pub fn gradient(&mut self, params: &[T], grad: &mut [T], par: Par) -> Eval {
         assert_eq!(grad.len(), self.layout.len, "gradient length");
         self.set_params(params);
+        let t0 = Instant::now();
         self.run_local(true, par);
+        let t1 = Instant::now();
         self.state = State::Backward;
         self.reduce_gradient(grad, par);
+        self.times.local += (t1 - t0).as_secs_f64();
+        self.times.grad_reduce += t1.elapsed().as_secs_f64();
         self.eval()
     }
 
@@ -284,17 +323,25 @@ impl<T: Real> Net<T> {
             return;
         }
         self.ensure_rworkspace(b);
+        let t0 = Instant::now();
         self.stack_directions(dirs, b, curv);
+        self.times.hvp_copy += t0.elapsed().as_secs_f64();
         let nblocks = self.blocks.len();
         let per_chunk = self.cfg.chunk_rows.div_ceil(self.cfg.row_block).max(1);
         let mut first = 0;
         while first < nblocks {
             let last = (first + per_chunk).min(nblocks);
+            let t0 = Instant::now();
             self.run_rlocal(first..last, b, curv, par);
+            let t1 = Instant::now();
             self.reduce_hvp(first..last, b, curv, first == 0, par);
+            self.times.rlocal += (t1 - t0).as_secs_f64();
+            self.times.hvp_reduce += t1.elapsed().as_secs_f64();
             first = last;
         }
+        let t0 = Instant::now();
         self.unstack_results(out, b, curv);
+        self.times.hvp_copy += t0.elapsed().as_secs_f64();
     }
 
     fn eval(&self) -> Eval {
@@ -335,7 +382,16 @@ impl<T: Real> Net<T> {
                     let (done, rest) = blk.a.split_at_mut(l);
                     let input: &[T] = if l == 0 { x } else { &done[l - 1] };
                     layer::forward(rows, hi, ho, input, w, &mut rest[0]);
-                    kernels::bias_act(path, act, rows, ho, &mut rest[0], bias, &mut blk.s1[l], &mut blk.s2[l]);
+                    kernels::bias_act(
+                        path,
+                        act,
+                        rows,
+                        ho,
+                        &mut rest[0],
+                        bias,
+                        &mut blk.s1[l],
+                        &mut blk.s2[l],
+                    );
                 } else {
                     let input: &[T] = if l == 0 { x } else { &blk.a[l - 1] };
                     layer::forward(rows, hi, ho, input, w, &mut blk.out);
@@ -343,7 +399,16 @@ impl<T: Real> Net<T> {
                 }
             }
             let labels = &data.labels[blk.r0..blk.r0 + rows];
-            let (loss, correct) = output_loss(loss_kind, rows, dims[nl], &blk.out, labels, inv_n, &mut blk.prob, &mut blk.g[nl - 1]);
+            let (loss, correct) = output_loss(
+                loss_kind,
+                rows,
+                dims[nl],
+                &blk.out,
+                labels,
+                inv_n,
+                &mut blk.prob,
+                &mut blk.g[nl - 1],
+            );
             blk.loss = loss;
             blk.correct = correct;
             if backward {
@@ -353,7 +418,14 @@ impl<T: Real> Net<T> {
                     let da = &mut blk.da[..rows * hi];
                     layer::backward(rows, hi, ho, &blk.g[l], &params[slot.w_range()], da);
                     let (lo, _) = blk.g.split_at_mut(l);
-                    kernels::bwd_act(path, da, &blk.s1[l - 1], &blk.s2[l - 1], &mut lo[l - 1], &mut blk.e[l - 1]);
+                    kernels::bwd_act(
+                        path,
+                        da,
+                        &blk.s1[l - 1],
+                        &blk.s2[l - 1],
+                        &mut lo[l - 1],
+                        &mut blk.e[l - 1],
+                    );
                 }
             }
         };
@@ -385,7 +457,10 @@ impl<T: Real> Net<T> {
                     } else {
                         &blk.a[l - 1]
                     };
-                    (view(&blk.g[l], blk.rows, ho).transpose(), view(input, blk.rows, hi))
+                    (
+                        view(&blk.g[l], blk.rows, ho).transpose(),
+                        view(input, blk.rows, hi),
+                    )
                 },
             );
             for (s, blk) in blocks.iter().enumerate() {
@@ -409,15 +484,23 @@ impl<T: Real> Net<T> {
         let hmax = *dims.iter().max().unwrap();
         self.rblocks = (0..nr)
             .map(|_| RBlock {
-                rz: (1..=nl).map(|l| vec![T::ZERO; rows * b * dims[l]]).collect(),
+                rz: (1..=nl)
+                    .map(|l| vec![T::ZERO; rows * b * dims[l]])
+                    .collect(),
                 ra: (1..nl).map(|l| vec![T::ZERO; rows * b * dims[l]]).collect(),
-                rg: (1..=nl).map(|l| vec![T::ZERO; rows * b * dims[l]]).collect(),
+                rg: (1..=nl)
+                    .map(|l| vec![T::ZERO; rows * b * dims[l]])
+                    .collect(),
                 rda: vec![T::ZERO; rows * b * hmax],
             })
             .collect();
-        self.v_stack = (0..nl).map(|l| vec![T::ZERO; b * dims[l + 1] * dims[l]]).collect();
+        self.v_stack = (0..nl)
+            .map(|l| vec![T::ZERO; b * dims[l + 1] * dims[l]])
+            .collect();
         self.c_stack = (0..nl).map(|l| vec![T::ZERO; b * dims[l + 1]]).collect();
-        self.v_side = (0..nl).map(|l| vec![T::ZERO; b * dims[l + 1] * dims[l]]).collect();
+        self.v_side = (0..nl)
+            .map(|l| vec![T::ZERO; b * dims[l + 1] * dims[l]])
+            .collect();
         self.hv_stack = self.v_stack.clone();
         self.hb_stack = self.c_stack.clone();
         self.hv_side = self.v_side.clone();
@@ -467,26 +550,82 @@ impl<T: Real> Net<T> {
                 let w = &params[slot.w_range()];
                 let input: &[T] = if l == 0 { x } else { &blk.a[l - 1] };
                 let rz = &mut rb.rz[l][..rows * b * ho];
-                let ra_prev = if l == 0 { None } else { Some(&rb.ra[l - 1][..rows * b * hi]) };
-                layer::rforward(rows, b, hi, ho, input, ra_prev, w, &v_stack[l][..b * ho * hi], rz);
+                let ra_prev = if l == 0 {
+                    None
+                } else {
+                    Some(&rb.ra[l - 1][..rows * b * hi])
+                };
+                layer::rforward(
+                    rows,
+                    b,
+                    hi,
+                    ho,
+                    input,
+                    ra_prev,
+                    w,
+                    &v_stack[l][..b * ho * hi],
+                    rz,
+                );
                 if l + 1 < nl {
-                    kernels::rfwd_act(path, rows, b, ho, rz, &c_stack[l][..b * ho], &blk.s1[l], &mut rb.ra[l][..rows * b * ho]);
+                    kernels::rfwd_act(
+                        path,
+                        rows,
+                        b,
+                        ho,
+                        rz,
+                        &c_stack[l][..b * ho],
+                        &blk.s1[l],
+                        &mut rb.ra[l][..rows * b * ho],
+                    );
                 } else {
                     kernels::add_bias(path, rows, b * ho, rz, &c_stack[l][..b * ho]);
                 }
             }
             // R-backward.
             let c = dims[nl];
-            output_rgrad(loss_kind, rows, b, c, &rb.rz[nl - 1][..rows * b * c], &blk.prob, inv_n, &mut rb.rg[nl - 1][..rows * b * c]);
+            output_rgrad(
+                loss_kind,
+                rows,
+                b,
+                c,
+                &rb.rz[nl - 1][..rows * b * c],
+                &blk.prob,
+                inv_n,
+                &mut rb.rg[nl - 1][..rows * b * c],
+            );
             for l in (1..nl).rev() {
                 let slot = layout.layers[l];
                 let (hi, ho) = (dims[l], dims[l + 1]);
                 let rda = &mut rb.rda[..rows * b * hi];
-                let vs = if hess { Some(&v_side[l][..ho * b * hi]) } else { None };
-                layer::rbackward(rows, b, hi, ho, &rb.rg[l][..rows * b * ho], &blk.g[l], &params[slot.w_range()], vs, rda);
+                let vs = if hess {
+                    Some(&v_side[l][..ho * b * hi])
+                } else {
+                    None
+                };
+                layer::rbackward(
+                    rows,
+                    b,
+                    hi,
+                    ho,
+                    &rb.rg[l][..rows * b * ho],
+                    &blk.g[l],
+                    &params[slot.w_range()],
+                    vs,
+                    rda,
+                );
                 let e = if hess { Some(&blk.e[l - 1][..]) } else { None };
                 let (lo, _) = rb.rg.split_at_mut(l);
-                kernels::rbwd_act(path, rows, b, hi, rda, &blk.s1[l - 1], e, &rb.rz[l - 1][..rows * b * hi], &mut lo[l - 1][..rows * b * hi]);
+                kernels::rbwd_act(
+                    path,
+                    rows,
+                    b,
+                    hi,
+                    rda,
+                    &blk.s1[l - 1],
+                    e,
+                    &rb.rz[l - 1][..rows * b * hi],
+                    &mut lo[l - 1][..rows * b * hi],
+                );
             }
         };
         let blocks = &self.blocks[range.clone()];
@@ -499,7 +638,14 @@ impl<T: Real> Net<T> {
 
     /// Parameter-space sums of one physical batch: `Hv_W = Σ r_gᵀa (+ Σ gᵀr_a)`, `Hv_b = Σ r_gᵀ1`.
     #[inline(never)]
-    fn reduce_hvp(&mut self, range: std::ops::Range<usize>, b: usize, curv: Curvature, first: bool, par: Par) {
+    fn reduce_hvp(
+        &mut self,
+        range: std::ops::Range<usize>,
+        b: usize,
+        curv: Curvature,
+        first: bool,
+        par: Par,
+    ) {
         let nl = self.dims.len() - 1;
         let blocks = &self.blocks[range.clone()];
         let rblocks = &self.rblocks[..range.len()];
@@ -542,7 +688,15 @@ impl<T: Real> Net<T> {
             }
             let hb = &mut self.hb_stack[l][..b * ho];
             for (s, blk) in blocks.iter().enumerate() {
-                kernels::col_sums(self.path, blk.rows, b * ho, &rblocks[s].rg[l][..blk.rows * b * ho], b * ho, hb, s > 0 || !first);
+                kernels::col_sums(
+                    self.path,
+                    blk.rows,
+                    b * ho,
+                    &rblocks[s].rg[l][..blk.rows * b * ho],
+                    b * ho,
+                    hb,
+                    s > 0 || !first,
+                );
             }
             if blocks.is_empty() && first {
                 hb.iter_mut().for_each(|v| *v = T::ZERO);
@@ -557,7 +711,8 @@ impl<T: Real> Net<T> {
             let (hi, ho) = (slot.cols, slot.rows);
             for j in 0..b {
                 let o = &mut out[j * p..(j + 1) * p];
-                o[slot.w_range()].copy_from_slice(&self.hv_stack[l][j * ho * hi..(j + 1) * ho * hi]);
+                o[slot.w_range()]
+                    .copy_from_slice(&self.hv_stack[l][j * ho * hi..(j + 1) * ho * hi]);
                 o[slot.b_range()].copy_from_slice(&self.hb_stack[l][j * ho..(j + 1) * ho]);
                 if curv == Curvature::Hessian && l > 0 {
                     let side = &self.hv_side[l];
@@ -634,7 +789,16 @@ fn output_loss<T: Real>(
 
 /// `r_g_L = H_out r_z_L / n` for `b` directions: MSE `H_out = I`; CE `H_out = diag(p) − ppᵀ`.
 #[allow(clippy::too_many_arguments)]
-fn output_rgrad<T: Real>(kind: Loss, rows: usize, b: usize, c: usize, rz: &[T], prob: &[T], inv_n: T, rg: &mut [T]) {
+fn output_rgrad<T: Real>(
+    kind: Loss,
+    rows: usize,
+    b: usize,
+    c: usize,
+    rz: &[T],
+    prob: &[T],
+    inv_n: T,
+    rg: &mut [T],
+) {
     match kind {
         Loss::Mse => {
             for (o, &v) in rg.iter_mut().zip(rz) {

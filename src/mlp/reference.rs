@@ -32,7 +32,8 @@ fn forward(spec: &MlpSpec, lay: &Layout, p: &[f64], x: &[f64]) -> Example {
             })
             .collect();
         if l + 1 < nl {
-            let t: Vec<(f64, f64, f64)> = z.iter().map(|&v| activation(spec.activation, v)).collect();
+            let t: Vec<(f64, f64, f64)> =
+                z.iter().map(|&v| activation(spec.activation, v)).collect();
             a.push(t.iter().map(|t| t.0).collect());
             s1.push(t.iter().map(|t| t.1).collect());
             s2.push(t.iter().map(|t| t.2).collect());
@@ -48,7 +49,9 @@ fn head(loss: Loss, z: &[f64], y: usize) -> (f64, Vec<f64>, Vec<f64>) {
     let c = z.len();
     match loss {
         Loss::Mse => {
-            let r: Vec<f64> = (0..c).map(|k| z[k] - if k == y { 1.0 } else { 0.0 }).collect();
+            let r: Vec<f64> = (0..c)
+                .map(|k| z[k] - if k == y { 1.0 } else { 0.0 })
+                .collect();
             let l = 0.5 * r.iter().map(|v| v * v).sum::<f64>();
             let mut h = vec![0.0; c * c];
             (0..c).for_each(|k| h[k * c + k] = 1.0);
@@ -60,7 +63,9 @@ fn head(loss: Loss, z: &[f64], y: usize) -> (f64, Vec<f64>, Vec<f64>) {
             let s: f64 = e.iter().sum();
             let p: Vec<f64> = e.iter().map(|v| v / s).collect();
             let l = m + s.ln() - z[y];
-            let g = (0..c).map(|k| p[k] - if k == y { 1.0 } else { 0.0 }).collect();
+            let g = (0..c)
+                .map(|k| p[k] - if k == y { 1.0 } else { 0.0 })
+                .collect();
             let mut h = vec![0.0; c * c];
             for i in 0..c {
                 for j in 0..c {
@@ -73,7 +78,13 @@ fn head(loss: Loss, z: &[f64], y: usize) -> (f64, Vec<f64>, Vec<f64>) {
 }
 
 /// Mean loss, accuracy and gradient over the examples (`x` is `n × d`).
-pub fn loss_grad(spec: &MlpSpec, loss: Loss, x: &[f64], labels: &[u8], p: &[f64]) -> (f64, f64, Vec<f64>) {
+pub fn loss_grad(
+    spec: &MlpSpec,
+    loss: Loss,
+    x: &[f64],
+    labels: &[u8],
+    p: &[f64],
+) -> (f64, f64, Vec<f64>) {
     let lay = spec.layout();
     let d = spec.input_dim;
     let n = labels.len();
@@ -85,7 +96,8 @@ pub fn loss_grad(spec: &MlpSpec, loss: Loss, x: &[f64], labels: &[u8], p: &[f64]
         let y = labels[i] as usize;
         let (l, mut g, _) = head(loss, &ex.z_out, y);
         total += l;
-        let best = (0..ex.z_out.len()).fold(0, |b, k| if ex.z_out[k] > ex.z_out[b] { k } else { b });
+        let best =
+            (0..ex.z_out.len()).fold(0, |b, k| if ex.z_out[k] > ex.z_out[b] { k } else { b });
         correct += (best == y) as usize;
         for l in (0..nl).rev() {
             let slot = lay.layers[l];
@@ -97,7 +109,11 @@ pub fn loss_grad(spec: &MlpSpec, loss: Loss, x: &[f64], labels: &[u8], p: &[f64]
             }
             if l > 0 {
                 let da: Vec<f64> = (0..slot.cols)
-                    .map(|c| (0..slot.rows).map(|r| g[r] * p[slot.w_off + r * slot.cols + c]).sum())
+                    .map(|c| {
+                        (0..slot.rows)
+                            .map(|r| g[r] * p[slot.w_off + r * slot.cols + c])
+                            .sum()
+                    })
                     .collect();
                 g = da.iter().zip(&ex.s1[l - 1]).map(|(a, s)| a * s).collect();
             }
@@ -107,7 +123,15 @@ pub fn loss_grad(spec: &MlpSpec, loss: Loss, x: &[f64], labels: &[u8], p: &[f64]
 }
 
 /// Curvature-vector product along `v`, by the R-operator equations, one example at a time.
-pub fn hvp(spec: &MlpSpec, loss: Loss, x: &[f64], labels: &[u8], p: &[f64], v: &[f64], curv: Curvature) -> Vec<f64> {
+pub fn hvp(
+    spec: &MlpSpec,
+    loss: Loss,
+    x: &[f64],
+    labels: &[u8],
+    p: &[f64],
+    v: &[f64],
+    curv: Curvature,
+) -> Vec<f64> {
     let lay = spec.layout();
     let d = spec.input_dim;
     let n = labels.len() as f64;
@@ -124,7 +148,8 @@ pub fn hvp(spec: &MlpSpec, loss: Loss, x: &[f64], labels: &[u8], p: &[f64], v: &
                 .map(|r| {
                     let mut s = v[slot.b_off + r];
                     for c in 0..slot.cols {
-                        s += p[slot.w_off + r * slot.cols + c] * ra[l][c] + v[slot.w_off + r * slot.cols + c] * ex.a[l][c];
+                        s += p[slot.w_off + r * slot.cols + c] * ra[l][c]
+                            + v[slot.w_off + r * slot.cols + c] * ex.a[l][c];
                     }
                     s
                 })
@@ -138,7 +163,9 @@ pub fn hvp(spec: &MlpSpec, loss: Loss, x: &[f64], labels: &[u8], p: &[f64], v: &
         let y = labels[i] as usize;
         let (_, mut g, h) = head(loss, &ex.z_out, y);
         let c = g.len();
-        let mut rg: Vec<f64> = (0..c).map(|k| (0..c).map(|m| h[k * c + m] * rz[nl - 1][m]).sum()).collect();
+        let mut rg: Vec<f64> = (0..c)
+            .map(|k| (0..c).map(|m| h[k * c + m] * rz[nl - 1][m]).sum())
+            .collect();
         for l in (0..nl).rev() {
             let slot = lay.layers[l];
             for r in 0..slot.rows {
@@ -154,7 +181,9 @@ pub fn hvp(spec: &MlpSpec, loss: Loss, x: &[f64], labels: &[u8], p: &[f64], v: &
             if l > 0 {
                 let w = |r: usize, cc: usize| p[slot.w_off + r * slot.cols + cc];
                 let vw = |r: usize, cc: usize| v[slot.w_off + r * slot.cols + cc];
-                let da: Vec<f64> = (0..slot.cols).map(|cc| (0..slot.rows).map(|r| g[r] * w(r, cc)).sum()).collect();
+                let da: Vec<f64> = (0..slot.cols)
+                    .map(|cc| (0..slot.rows).map(|r| g[r] * w(r, cc)).sum())
+                    .collect();
                 let rda: Vec<f64> = (0..slot.cols)
                     .map(|cc| {
                         (0..slot.rows)
@@ -164,7 +193,14 @@ pub fn hvp(spec: &MlpSpec, loss: Loss, x: &[f64], labels: &[u8], p: &[f64], v: &
                     .collect();
                 let (s1, s2) = (&ex.s1[l - 1], &ex.s2[l - 1]);
                 rg = (0..slot.cols)
-                    .map(|k| rda[k] * s1[k] + if hess { da[k] * s2[k] * rz[l - 1][k] } else { 0.0 })
+                    .map(|k| {
+                        rda[k] * s1[k]
+                            + if hess {
+                                da[k] * s2[k] * rz[l - 1][k]
+                            } else {
+                                0.0
+                            }
+                    })
                     .collect();
                 g = (0..slot.cols).map(|k| da[k] * s1[k]).collect();
             }

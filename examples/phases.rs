@@ -1,0 +1,64 @@
+//! Phase timings of the gradient and of HVP blocks at the Figure-1 shape (synthetic data):
+//! `cargo run --release --example phases -- [threads] [width]`.
+use eosbench::mlp::{Curvature, Data, Net, NetConfig};
+use eosbench::model::{init_params, Activation, Loss, MlpSpec};
+use eosbench::par::with_threads;
+use std::time::Instant;
+
+fn main() {
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .map(|a| a.parse().expect("number"))
+        .collect();
+    let threads = args.first().copied().unwrap_or(1);
+    let h = args.get(1).copied().unwrap_or(200);
+    let ds = eosbench::data::synthetic(5000, 3072, 10, 0);
+    let spec = MlpSpec::new(3072, &[h, h], 10, Activation::Tanh).unwrap();
+    let p = init_params::<f32>(&spec, 0).data;
+    with_threads(threads, |par| {
+        let mut net = Net::new(
+            &spec,
+            Loss::Mse,
+            Data::new(ds.x.clone(), ds.labels.clone(), 3072, 10),
+            NetConfig::default(),
+        );
+        let mut g = vec![0f32; p.len()];
+        net.gradient(&p, &mut g, par);
+        let reps = 5;
+        let before = net.phase_times();
+        let t0 = Instant::now();
+        for _ in 0..reps {
+            net.gradient(&p, &mut g, par);
+        }
+        let dt = t0.elapsed().as_secs_f64() / reps as f64;
+        let a = net.phase_times();
+        println!(
+            "gradient {:.1} ms: local {:.1} reduce {:.1}",
+            dt * 1e3,
+            (a.local - before.local) * 1e3 / reps as f64,
+            (a.grad_reduce - before.grad_reduce) * 1e3 / reps as f64
+        );
+        for b in [1usize, 2, 4, 8] {
+            let dirs: Vec<f32> = (0..b * p.len())
+                .map(|i| ((i % 97) as f32 - 48.0) * 1e-3)
+                .collect();
+            let mut out = vec![0f32; b * p.len()];
+            net.hvp(&dirs, &mut out, b, Curvature::Hessian, par);
+            let before = net.phase_times();
+            let t0 = Instant::now();
+            for _ in 0..reps {
+                net.hvp(&dirs, &mut out, b, Curvature::Hessian, par);
+            }
+            let dt = t0.elapsed().as_secs_f64() / reps as f64;
+            let a = net.phase_times();
+            let r = reps as f64 * b as f64;
+            println!(
+                "hvp b={b}: {:.1} ms/dir: rlocal {:.1} reduce {:.1} copy {:.1}",
+                dt * 1e3 / b as f64,
+                (a.rlocal - before.rlocal) * 1e3 / r,
+                (a.hvp_reduce - before.hvp_reduce) * 1e3 / r,
+                (a.hvp_copy - before.hvp_copy) * 1e3 / r
+            );
+        }
+    });
+}
