@@ -4,6 +4,7 @@
 //! Data flow: [`data`] → [`model`] parameters → [`mlp`] passes (over [`kernels`]) →
 //! [`hvp`] operators → [`eig`] solvers.
 
+pub mod eig;
 pub mod model;
 pub mod par;
 pub mod real;
