@@ -5,6 +5,8 @@
 //! [`hvp`] operators → [`eig`] solvers.
 
 pub mod data;
+pub mod eig;
+pub mod hvp;
 pub mod kernels;
 pub mod mlp;
 pub mod model;
