@@ -1,1 +1,79 @@
-fn main() {}
+//! Cost of one sharpness estimate (top Hessian eigenvalue, tol 1e-3) at fc-tanh shape on a
+//! 5000-example synthetic CIFAR-shaped set: cold (random start) and warm (from the previous
+//! iterate's Ritz vectors after one GD step), block sizes 1, 2, 4, threads 1 and 2.
+//! Products per estimate are printed before the timings (criterion measures time only).
+//!
+//! `cargo bench --bench lanczos`; `EOSBENCH_BENCH_THREADS=2 cargo bench --bench lanczos`.
+
+mod common;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use eosbench::eig::LanczosParams;
+use eosbench::hvp::top_eigenpairs;
+use eosbench::mlp::{Curvature, Net, NetConfig};
+use eosbench::model::{init_params, Loss, Preset};
+use eosbench::Par;
+
+fn bench_lanczos(c: &mut Criterion) {
+    let spec = Preset::FcTanh.spec();
+    let data = common::synthetic_data(5000);
+    let p0 = init_params::<f32>(&spec, 0).data;
+    let mut net = Net::new(&spec, Loss::Mse, data, NetConfig::default());
+    let mut g = vec![0f32; p0.len()];
+    let mut group = c.benchmark_group("lanczos/fc-tanh-5k");
+    group.sampling_mode(common::flat());
+    println!(
+        "{:<8} {:>3} {:>3} {:>9} {:>12} {:>8}",
+        "start", "b", "t", "products", "lambda1", "seconds"
+    );
+    for &t in &common::thread_counts() {
+        let pool = common::pool(t);
+        let par = Par::from_threads(t);
+        for b in [1usize, 2, 4] {
+            let params = LanczosParams {
+                block: b,
+                par,
+                ..Default::default()
+            };
+            // Previous iterate: θ0, its Ritz vectors; current iterate: one GD step later.
+            pool.install(|| net.gradient(&p0, &mut g, par));
+            let prev = pool
+                .install(|| top_eigenpairs(&mut net, Curvature::Hessian, &params, None))
+                .expect("cold solve");
+            let eta = (1.0 / prev.result.values[0]) as f32;
+            let p1: Vec<f32> = p0.iter().zip(&g).map(|(p, g)| p - eta * g).collect();
+            pool.install(|| net.gradient(&p1, &mut g, par));
+            for (name, start) in [
+                ("cold", None),
+                ("warm", Some(prev.result.vectors.as_slice())),
+            ] {
+                let r = pool
+                    .install(|| top_eigenpairs(&mut net, Curvature::Hessian, &params, start))
+                    .expect("solve");
+                println!(
+                    "{name:<8} {b:>3} {t:>3} {:>9} {:>12.6} {:>8.3}",
+                    r.result.products, r.result.values[0], r.seconds
+                );
+                group.bench_function(
+                    BenchmarkId::new(format!("{name}-b{b}"), format!("t{t}")),
+                    |bch| {
+                        bch.iter(|| {
+                            pool.install(|| {
+                                top_eigenpairs(&mut net, Curvature::Hessian, &params, start)
+                                    .expect("solve")
+                            })
+                        })
+                    },
+                );
+            }
+        }
+    }
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = common::config();
+    targets = bench_lanczos
+}
+criterion_main!(benches);
