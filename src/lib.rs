@@ -4,6 +4,7 @@
 //! Data flow: [`data`] → [`model`] parameters → [`mlp`] passes (over [`kernels`]) →
 //! [`hvp`] operators → [`eig`] solvers.
 
+pub mod cli;
 pub mod data;
 pub mod eig;
 pub mod hvp;

@@ -1,0 +1,74 @@
+//! The one error type of the command line. Library errors are wrapped unchanged (their text
+//! already names the file and the fix); the CLI adds the mismatches only it can detect and the
+//! "ran, but the result is a failure" outcomes of `data verify` and `verify`.
+
+use std::path::PathBuf;
+
+use crate::data::DataError;
+use crate::model::{CheckpointError, SpecError};
+
+/// Everything a subcommand can fail with. `main` prints it as `error: <message>` and exits 1.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Data(#[from] DataError),
+
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+
+    /// The network's input width differs from the dataset's feature count.
+    #[error(
+        "the network {spec} takes inputs of dimension {input_dim}, but dataset '{dataset}' has \
+         d = {d} features. Fix: use a network with input dimension {d} (--input-dim {d} with \
+         --widths), or a checkpoint saved for this data"
+    )]
+    InputDimMismatch {
+        spec: String,
+        input_dim: usize,
+        dataset: String,
+        d: usize,
+    },
+
+    /// The network's output width differs from the dataset's number of classes.
+    #[error(
+        "the network {spec} has {output_dim} outputs, but dataset '{dataset}' has {classes} \
+         classes. Fix: use a network with {classes} outputs (--classes {classes} with --widths), \
+         or a checkpoint saved for this data"
+    )]
+    ClassesMismatch {
+        spec: String,
+        output_dim: usize,
+        dataset: String,
+        classes: usize,
+    },
+
+    /// No architecture was given where one is required.
+    #[error("no network given. Fix: pass --preset NAME (fc-tanh, fc-relu) or --widths W1,W2,...")]
+    NoArchitecture,
+
+    /// Synthetic labels are bytes, so at most 256 classes.
+    #[error(
+        "synthetic data supports at most 256 classes, but the network {spec} has {classes} \
+         outputs. Fix: use --classes 256 or fewer"
+    )]
+    TooManySyntheticClasses { spec: String, classes: usize },
+
+    /// `data verify` ran and found differences from the official release.
+    #[error(
+        "the files in {dir} do not match the official CIFAR-10 binary release (see the report). \
+         Fix: re-download with scripts/fetch-cifar10.sh, or point --data-dir / EOSBENCH_DATA at \
+         an official copy"
+    )]
+    DataNotOfficial { dir: PathBuf },
+
+    /// `verify` ran and some checks exceeded their tolerance.
+    #[error("derivative check failed: {}", failed.join("; "))]
+    ChecksFailed { failed: Vec<String> },
+
+    /// Writing the result to stdout failed (closed pipe, full disk).
+    #[error("cannot write the output: {0}")]
+    Output(#[source] std::io::Error),
+}

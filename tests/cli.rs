@@ -1,0 +1,436 @@
+//! End-to-end tests of the `eosbench` binary: argument handling, exit codes, error messages,
+//! the init → loss round trip and the derivative check on synthetic data (no files needed), plus
+//! the real-data commands when the CIFAR-10 files are available.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use eosbench::data::ScratchDir;
+use serde_json::Value;
+
+/// Run the binary with `args`, without any `EOSBENCH_DATA` from the test environment unless
+/// `env` sets it.
+fn run_with_env(args: &[&str], env: Option<(&str, &str)>) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_eosbench"));
+    cmd.args(args).env_remove("EOSBENCH_DATA");
+    if let Some((k, v)) = env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("failed to start the eosbench binary")
+}
+
+fn run(args: &[&str]) -> Output {
+    run_with_env(args, None)
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Run with `--json`, require success, and parse stdout.
+fn run_json(args: &[&str]) -> Value {
+    let mut a = args.to_vec();
+    a.push("--json");
+    let o = run(&a);
+    assert!(
+        o.status.success(),
+        "eosbench {args:?} failed ({:?}):\n{}{}",
+        o.status.code(),
+        stdout(&o),
+        stderr(&o)
+    );
+    serde_json::from_slice(&o.stdout).expect("stdout is JSON")
+}
+
+#[test]
+fn help_lists_every_subcommand_with_a_summary() {
+    let o = run(&["--help"]);
+    assert!(o.status.success());
+    let out = stdout(&o);
+    for (cmd, words) in [
+        ("data", "Dataset"),
+        ("init", "checkpoint"),
+        ("loss", "loss and accuracy"),
+        ("verify", "finite differences"),
+    ] {
+        let line = out
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("{cmd} ")))
+            .unwrap_or_else(|| panic!("no line for '{cmd}' in --help:\n{out}"));
+        assert!(line.contains(words), "'{cmd}' help line: {line}");
+    }
+    for opt in ["--threads", "--data-dir", "--json"] {
+        assert!(out.contains(opt), "--help lacks {opt}:\n{out}");
+    }
+    let o = run(&["data", "--help"]);
+    assert!(o.status.success());
+    assert!(stdout(&o).contains("verify"), "{}", stdout(&o));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let o = run(&["frobnicate"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    // init needs an architecture.
+    let o = run(&["init", "--out", "/tmp/never-written.safetensors"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    // --params and --preset are exclusive.
+    let o = run(&["loss", "--preset", "fc-tanh", "--params", "x.safetensors"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    // A step must be positive.
+    let o = run(&["verify", "--steps", "1e-4,-1"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("not a positive number"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn unknown_preset_is_a_clear_usage_error() {
+    let o = run(&[
+        "loss",
+        "--preset",
+        "fc-sigmoid",
+        "--dataset",
+        "synthetic-10",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(err.starts_with("error:"), "{err}");
+    assert!(err.contains("unknown preset 'fc-sigmoid'"), "{err}");
+    assert!(err.contains("fc-tanh") && err.contains("fc-relu"), "{err}");
+}
+
+#[test]
+fn missing_data_dir_names_the_path_and_the_fix() {
+    let scratch = ScratchDir::new("cli-missing").expect("scratch dir");
+    let missing = scratch.path.join("no-such-cifar");
+    let missing_s = missing.to_str().expect("utf-8 temp path");
+
+    // From the flag.
+    let o = run(&["loss", "--preset", "fc-tanh", "--data-dir", missing_s]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(err.starts_with("error: "), "{err}");
+    assert!(err.contains(missing_s), "{err}");
+    assert!(err.contains("--data-dir"), "{err}");
+    assert!(err.contains("EOSBENCH_DATA"), "{err}");
+    assert!(
+        stdout(&o).is_empty(),
+        "no result on failure: {}",
+        stdout(&o)
+    );
+
+    // From the environment variable.
+    let o = run_with_env(&["data", "verify"], Some(("EOSBENCH_DATA", missing_s)));
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(err.contains(missing_s), "{err}");
+    assert!(
+        err.contains("the EOSBENCH_DATA environment variable"),
+        "{err}"
+    );
+}
+
+#[test]
+fn missing_checkpoint_is_a_clear_runtime_error() {
+    let scratch = ScratchDir::new("cli-nockpt").expect("scratch dir");
+    let path = scratch.path.join("absent.safetensors");
+    let o = run(&[
+        "loss",
+        "--params",
+        path.to_str().unwrap(),
+        "--dataset",
+        "synthetic-10",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(err.contains("absent.safetensors"), "{err}");
+    assert!(err.contains("does not exist"), "{err}");
+}
+
+#[test]
+fn network_and_data_shapes_must_agree() {
+    let scratch = ScratchDir::new("cli-shape").expect("scratch dir");
+    let ckpt = scratch.path.join("small.safetensors");
+    let ckpt_s = ckpt.to_str().unwrap();
+    let o = run(&[
+        "init",
+        "--widths",
+        "4",
+        "--input-dim",
+        "7",
+        "--classes",
+        "3",
+        "--out",
+        ckpt_s,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // A fake CIFAR directory has d = 3072 and 10 classes; the checkpoint takes 7 inputs.
+    let cifar = scratch.path.join("cifar");
+    std::fs::create_dir_all(&cifar).unwrap();
+    eosbench::data::write_fake_cifar_dir(&cifar, 20, 3).expect("fake CIFAR files");
+    let o = run(&[
+        "loss",
+        "--params",
+        ckpt_s,
+        "--dataset",
+        "cifar10-10",
+        "--data-dir",
+        cifar.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(
+        err.contains("dimension 7") && err.contains("d = 3072"),
+        "{err}"
+    );
+}
+
+#[test]
+fn data_verify_reports_files_that_are_not_the_official_release() {
+    let scratch = ScratchDir::new("cli-fake").expect("scratch dir");
+    eosbench::data::write_fake_cifar_dir(&scratch.path, 12, 9).expect("fake CIFAR files");
+    let dir = scratch.path.to_str().unwrap();
+    let o = run(&["data", "verify", "--data-dir", dir]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains("SHA-256 MISMATCH"),
+        "the report is printed:\n{out}"
+    );
+    assert!(out.contains("NOT OK"), "{out}");
+    let err = stderr(&o);
+    assert!(
+        err.starts_with("error: ") && err.contains("do not match the official"),
+        "{err}"
+    );
+    let o = run(&["data", "verify", "--data-dir", dir, "--json"]);
+    assert_eq!(o.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&o.stdout).expect("JSON report");
+    assert_eq!(v["all_ok"], false);
+    assert_eq!(v["files"].as_array().unwrap().len(), 6);
+    assert_eq!(v["files"][0]["records"], 12);
+    assert_eq!(v["files"][0]["sha_ok"], false);
+    assert_eq!(v["train"]["records"], 60);
+}
+
+fn init_then_loss_round_trip(dtype: &str, dir: &Path) {
+    let ckpt = dir.join(format!("fc-{dtype}.safetensors"));
+    let ckpt_s = ckpt.to_str().unwrap();
+    let wrote = run_json(&[
+        "init", "--preset", "fc-tanh", "--seed", "5", "--out", ckpt_s, "--dtype", dtype,
+    ]);
+    assert_eq!(wrote["p"], 656_810);
+    assert_eq!(wrote["path"], ckpt_s);
+    assert_eq!(wrote["seed"], 5);
+    assert!(ckpt.is_file());
+
+    let common = [
+        "--dataset",
+        "synthetic-64",
+        "--threads",
+        "1",
+        "--dtype",
+        dtype,
+    ];
+    let mut from_seed = vec!["loss", "--preset", "fc-tanh", "--seed", "5"];
+    from_seed.extend_from_slice(&common);
+    let mut from_file = vec!["loss", "--params", ckpt_s];
+    from_file.extend_from_slice(&common);
+    let a = run_json(&from_seed);
+    let b = run_json(&from_file);
+    // Same parameters bit for bit, same data, same kernels: identical loss and accuracy.
+    assert_eq!(a["loss"], b["loss"], "{a}\n{b}");
+    assert_eq!(a["accuracy"], b["accuracy"]);
+    assert_eq!(a["spec"], b["spec"]);
+    assert_eq!(b["p"], 656_810);
+    assert_eq!(b["model"]["seed"], 5, "seed recorded in the checkpoint");
+    let loss = a["loss"].as_f64().unwrap();
+    // Untrained 10-output net, MSE against one-hot targets: about ½·(1 + small outputs²).
+    assert!(loss > 0.3 && loss < 2.0, "loss {loss}");
+    // A different seed is a different point.
+    let c = run_json(&[
+        "loss",
+        "--preset",
+        "fc-tanh",
+        "--seed",
+        "6",
+        "--dataset",
+        "synthetic-64",
+        "--threads",
+        "1",
+        "--dtype",
+        dtype,
+    ]);
+    assert_ne!(a["loss"], c["loss"]);
+}
+
+#[test]
+fn init_then_loss_from_checkpoint_matches_preset_and_seed() {
+    let scratch = ScratchDir::new("cli-roundtrip").expect("scratch dir");
+    init_then_loss_round_trip("f32", &scratch.path);
+    init_then_loss_round_trip("f64", &scratch.path);
+}
+
+#[test]
+fn text_output_of_loss_and_init() {
+    let scratch = ScratchDir::new("cli-text").expect("scratch dir");
+    let ckpt = scratch.path.join("nested/dir/net.safetensors");
+    let o = run(&[
+        "init",
+        "--widths",
+        "8,8",
+        "--activation",
+        "gelu",
+        "--input-dim",
+        "12",
+        "--classes",
+        "3",
+        "--out",
+        ckpt.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    // p = (12·8 + 8) + (8·8 + 8) + (8·3 + 3) = 203.
+    assert!(out.contains("12-8-8-3 gelu, p = 203"), "{out}");
+    assert!(out.contains("net.safetensors"), "{out}");
+    let o = run(&[
+        "loss",
+        "--params",
+        ckpt.to_str().unwrap(),
+        "--dataset",
+        "synthetic-30",
+        "--loss",
+        "ce",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    for key in ["dataset:", "n:", "model:", "loss:", "accuracy:", "seconds:"] {
+        assert!(out.contains(key), "missing '{key}' in:\n{out}");
+    }
+    assert!(out.contains("p = 203"), "{out}");
+    assert!(out.contains("synthetic-30"), "{out}");
+}
+
+fn verify_json(extra: &[&str]) -> Output {
+    let mut args = vec![
+        "verify",
+        "--dataset",
+        "synthetic-200",
+        "--widths",
+        "16,12",
+        "--input-dim",
+        "24",
+        "--classes",
+        "5",
+        "--threads",
+        "1",
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
+#[test]
+fn verify_passes_on_small_custom_nets() {
+    for extra in [
+        &["--activation", "tanh", "--loss", "mse"][..],
+        &[
+            "--activation",
+            "softplus",
+            "--loss",
+            "ce",
+            "--directions",
+            "4",
+        ][..],
+    ] {
+        let o = verify_json(extra);
+        assert!(
+            o.status.success(),
+            "verify {extra:?} failed:\n{}{}",
+            stdout(&o),
+            stderr(&o)
+        );
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(v["all_pass"], true, "{v}");
+        assert_eq!(v["p"], (24 * 16 + 16) + (16 * 12 + 12) + (12 * 5 + 5));
+        let checks = v["checks"].as_array().unwrap();
+        assert_eq!(checks.len(), 7);
+        for c in checks {
+            let (val, tol) = (c["value"].as_f64().unwrap(), c["tol"].as_f64().unwrap());
+            assert!(c["pass"] == true && val <= tol, "{c}");
+        }
+        // The reported best errors are well inside the default tolerances, not just below.
+        assert!(checks[0]["value"].as_f64().unwrap() < 1e-7, "{}", checks[0]);
+        assert!(checks[1]["value"].as_f64().unwrap() < 1e-6, "{}", checks[1]);
+        let dirs = v["directions"].as_array().unwrap();
+        let want = if extra.contains(&"4") { 4 } else { 3 };
+        assert_eq!(dirs.len(), want);
+        for d in dirs {
+            assert!(d["u_gu"].as_f64().unwrap() >= 0.0, "{d}");
+            assert_eq!(
+                d["grad_fd"].as_array().unwrap().len(),
+                4,
+                "default step grid"
+            );
+        }
+    }
+}
+
+#[test]
+fn verify_fails_with_exit_1_above_tolerance() {
+    // No finite difference agrees to 1e-15 relative.
+    let o = verify_json(&["--tol-grad", "1e-15"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).expect("the results are still printed");
+    assert_eq!(v["all_pass"], false);
+    assert_eq!(v["checks"][0]["pass"], false);
+    let err = stderr(&o);
+    assert!(err.starts_with("error: derivative check failed"), "{err}");
+    assert!(err.contains("gradient vs FD of loss"), "{err}");
+}
+
+#[test]
+fn real_data_commands() {
+    let Some(dir) = eosbench::data::real_data_for_tests() else {
+        return;
+    };
+    let dir = dir.to_str().expect("utf-8 data path");
+    let o = run(&["data", "verify", "--data-dir", dir]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("ALL OK"), "{out}");
+    assert!(
+        out.contains("first ten labels: 6 9 9 4 1 1 2 7 8 3"),
+        "{out}"
+    );
+    assert!(
+        out.contains("first ten labels: 3 8 8 0 6 6 1 6 3 1"),
+        "{out}"
+    );
+    let v = run_json(&["data", "verify", "--data-dir", dir]);
+    assert_eq!(v["all_ok"], true);
+    assert_eq!(v["train"]["first_labels"][0], 6);
+
+    let o = run(&[
+        "loss",
+        "--preset",
+        "fc-tanh",
+        "--seed",
+        "0",
+        "--data-dir",
+        dir,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("p = 656810"), "{out}");
+    assert!(out.contains("cifar10-5k"), "{out}");
+    assert!(out.contains("n:") && out.contains("5000"), "{out}");
+}
