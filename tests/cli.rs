@@ -56,6 +56,7 @@ fn help_lists_every_subcommand_with_a_summary() {
         ("init", "checkpoint"),
         ("loss", "loss and accuracy"),
         ("verify", "finite differences"),
+        ("sharpness", "eigenvalues"),
     ] {
         let line = out
             .lines()
@@ -433,4 +434,60 @@ fn real_data_commands() {
     assert!(out.contains("p = 656810"), "{out}");
     assert!(out.contains("cifar10-5k"), "{out}");
     assert!(out.contains("n:") && out.contains("5000"), "{out}");
+}
+
+#[test]
+fn sharpness_finds_top_eigenvalues_and_saves_vectors() {
+    let dir = std::env::temp_dir().join(format!("eosbench-sharp-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let vec_path = dir.join("ritz.safetensors");
+    let common = [
+        "--widths",
+        "12",
+        "--input-dim",
+        "8",
+        "--classes",
+        "3",
+        "--dataset",
+        "synthetic-120",
+        "-k",
+        "2",
+    ];
+    let mut args: Vec<&str> = vec!["--json", "sharpness"];
+    args.extend(common);
+    args.extend([
+        "--tol",
+        "1e-8",
+        "--dtype",
+        "f64",
+        "--save-vectors",
+        vec_path.to_str().unwrap(),
+    ]);
+    let v = run_json(&args);
+    assert_eq!(v["status"], "Converged", "{v}");
+    let vals: Vec<f64> = v["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect();
+    assert_eq!(vals.len(), 2);
+    assert!(vals[0] >= vals[1] && vals[1] > 0.0, "{vals:?}");
+    for (r, l) in v["residuals"].as_array().unwrap().iter().zip(&vals) {
+        assert!(r.as_f64().unwrap() <= 1e-8 * l, "{v}");
+    }
+    let bytes = std::fs::read(&vec_path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let t = st.tensor("vectors").unwrap();
+    let p = v["p"].as_u64().unwrap() as usize;
+    assert_eq!(t.shape(), &[2, p]);
+    // The Gauss–Newton matrix is PSD and, for this net, its top eigenvalue is close to but
+    // not equal to the Hessian's.
+    let mut args: Vec<&str> = vec!["--json", "sharpness"];
+    args.extend(common);
+    args.extend(["--tol", "1e-8", "--dtype", "f64", "--curvature", "ggn"]);
+    let g = run_json(&args);
+    let g0 = g["values"][0].as_f64().unwrap();
+    assert!(g0 > 0.0 && (g0 - vals[0]).abs() < 0.5 * vals[0], "{g}");
+    std::fs::remove_dir_all(&dir).ok();
 }

@@ -19,6 +19,9 @@ pub enum CliError {
     #[error(transparent)]
     Spec(#[from] SpecError),
 
+    #[error(transparent)]
+    Eig(#[from] crate::eig::EigError),
+
     /// The network's input width differs from the dataset's feature count.
     #[error(
         "the network {spec} takes inputs of dimension {input_dim}, but dataset '{dataset}' has \

@@ -2,7 +2,7 @@
 //! result into an exit code; everything here returns `Result`.
 //!
 //! Subcommands: `data verify` (CIFAR-10 checksums), `init` (initial checkpoint), `loss`
-//! (full-batch loss and accuracy), `verify` (derivatives vs finite differences, symmetry,
+//! (full-batch loss and accuracy), `sharpness` (top Hessian eigenvalues), `verify` (derivatives vs finite differences, symmetry,
 //! f32 vs f64). Global options: `--threads`, `--data-dir`, `--json`.
 //!
 //! Every command produces an [`Output`]: the human-readable text, the same result as JSON, and
@@ -15,6 +15,7 @@ mod data_cmd;
 mod error;
 mod init_cmd;
 mod loss_cmd;
+mod sharpness_cmd;
 mod verify_cmd;
 
 use std::io::Write;
@@ -30,6 +31,7 @@ pub use data_cmd::{data_verify, report_json};
 pub use error::CliError;
 pub use init_cmd::{init, InitArgs};
 pub use loss_cmd::{loss, LossArgs};
+pub use sharpness_cmd::{sharpness, SharpnessArgs};
 pub use verify_cmd::{random_unit_directions, verify, VerifyArgs};
 
 use crate::data::{resolve_data_dir, DataDir};
@@ -73,6 +75,8 @@ pub enum Command {
     Loss(LossArgs),
     /// Check gradients and Hessian-vector products against finite differences, symmetry and f32
     Verify(VerifyArgs),
+    /// Top-k eigenvalues of the loss Hessian (or Gauss–Newton matrix) by block Lanczos
+    Sharpness(SharpnessArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -166,5 +170,6 @@ fn dispatch(cmd: &Command, ctx: &Context) -> Result<Output, CliError> {
         Command::Init(a) => init(a),
         Command::Loss(a) => loss(a, ctx),
         Command::Verify(a) => verify(a, ctx),
+        Command::Sharpness(a) => sharpness(a, ctx),
     }
 }

@@ -1,0 +1,208 @@
+//! `eosbench sharpness`: the top-k eigenvalues of the Hessian (or Gauss–Newton matrix) of the
+//! training loss at a checkpoint or a fresh initialization, by block Lanczos.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::{Args, ValueEnum};
+use serde_json::json;
+
+use super::args::{to_data, DataArgs, Dtype, ModelArgs};
+use super::{key_values, CliError, Context, Output};
+use crate::eig::{LanczosParams, Status, Which};
+use crate::hvp::top_eigenpairs;
+use crate::mlp::{Curvature, Net, NetConfig};
+use crate::model::{Params, Preset};
+use crate::real::Real;
+
+/// Which curvature matrix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CurvatureArg {
+    /// The Hessian of the training loss.
+    Hessian,
+    /// The Gauss–Newton matrix JᵀH_out J.
+    Ggn,
+}
+
+/// Which end of the spectrum.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum WhichArg {
+    /// Largest algebraic (the sharpness)
+    Largest,
+    /// Largest magnitude
+    Magnitude,
+    /// Smallest algebraic
+    Smallest,
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct SharpnessArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+
+    #[command(flatten)]
+    pub data: DataArgs,
+
+    /// Precision of parameters, data and kernels (Lanczos runs in f64 either way)
+    #[arg(long, value_enum, default_value_t = Dtype::F32, help_heading = "Precision")]
+    pub dtype: Dtype,
+
+    /// Number of eigenvalues
+    #[arg(short = 'k', long, default_value_t = 1, help_heading = "Solver")]
+    pub k: usize,
+
+    /// Block size of block Lanczos (1 = plain Lanczos)
+    #[arg(long, default_value_t = 1, help_heading = "Solver")]
+    pub block: usize,
+
+    /// Relative residual tolerance ‖Hy − θy‖ ≤ tol·|θ|
+    #[arg(long, default_value_t = 1e-3, help_heading = "Solver")]
+    pub tol: f64,
+
+    /// Cap on Hessian-vector products
+    #[arg(long, default_value_t = 300, help_heading = "Solver")]
+    pub max_products: usize,
+
+    /// Cap on stored basis vectors (memory: 2 × this × p × 8 bytes); thick restart beyond it
+    #[arg(long, default_value_t = 32, help_heading = "Solver")]
+    pub max_basis: usize,
+
+    /// Seed of the random start block
+    #[arg(long, default_value_t = 0, help_heading = "Solver")]
+    pub solver_seed: u64,
+
+    /// Curvature matrix
+    #[arg(long, value_enum, default_value_t = CurvatureArg::Hessian, help_heading = "Solver")]
+    pub curvature: CurvatureArg,
+
+    /// Which eigenvalues
+    #[arg(long, value_enum, default_value_t = WhichArg::Largest, help_heading = "Solver")]
+    pub which: WhichArg,
+
+    /// Save the Ritz vectors as a safetensors file (tensor "vectors", k × p, f64)
+    #[arg(long, value_name = "FILE", help_heading = "Output")]
+    pub save_vectors: Option<PathBuf>,
+}
+
+pub fn sharpness(args: &SharpnessArgs, ctx: &Context) -> Result<Output, CliError> {
+    match args.dtype {
+        Dtype::F32 => run::<f32>(args, ctx),
+        Dtype::F64 => run::<f64>(args, ctx),
+    }
+}
+
+fn run<T: Real>(args: &SharpnessArgs, ctx: &Context) -> Result<Output, CliError> {
+    let (params, source): (Params<T>, _) = args.model.load::<T>(Preset::FcTanh)?;
+    let spec = params.spec.clone();
+    let ds = args.data.load(&ctx.data_dir, &spec)?;
+    let mut net = Net::new(
+        &spec,
+        args.data.loss,
+        to_data::<T>(&ds),
+        NetConfig::default(),
+    );
+    let t0 = Instant::now();
+    let mut grad = vec![T::ZERO; spec.num_params()];
+    let ev = net.gradient(&params.data, &mut grad, ctx.par);
+    let grad_s = t0.elapsed().as_secs_f64();
+    let lp = LanczosParams {
+        k: args.k,
+        block: args.block,
+        which: match args.which {
+            WhichArg::Largest => Which::LargestAlgebraic,
+            WhichArg::Magnitude => Which::LargestMagnitude,
+            WhichArg::Smallest => Which::SmallestAlgebraic,
+        },
+        tol: args.tol,
+        max_products: args.max_products,
+        max_basis: args.max_basis,
+        seed: args.solver_seed,
+        par: ctx.par,
+        ..Default::default()
+    };
+    let curv = match args.curvature {
+        CurvatureArg::Hessian => Curvature::Hessian,
+        CurvatureArg::Ggn => Curvature::GaussNewton,
+    };
+    let s = top_eigenpairs(&mut net, curv, &lp, None)?;
+    let r = &s.result;
+    let p = spec.num_params();
+    if let Some(path) = &args.save_vectors {
+        save_vectors(path, &r.vectors, r.values.len(), p)?;
+    }
+    let status = match r.status {
+        Status::Converged => "converged",
+        Status::MaxProducts => "max-products (best estimate)",
+        Status::Breakdown => "breakdown (invariant subspace)",
+    };
+    let mut text = key_values(&[
+        ("dataset", format!("{} (n = {})", ds.name, ds.n)),
+        ("model", format!("{}, p = {p} ({source})", spec.describe())),
+        (
+            "loss",
+            format!(
+                "{} = {:.9}, accuracy {:.4}",
+                args.data.loss, ev.loss, ev.accuracy
+            ),
+        ),
+        ("operator", format!("{:?}, {} kernels", curv, args.dtype)),
+        (
+            "solver",
+            format!(
+                "block Lanczos b = {}, tol {:.0e}, {status}",
+                args.block, args.tol
+            ),
+        ),
+        (
+            "products",
+            format!(
+                "{} ({} iterations, {} restarts)",
+                r.products, r.iterations, r.restarts
+            ),
+        ),
+        (
+            "seconds",
+            format!(
+                "{:.3} solve ({:.3} in products, {:.1} ms/product), {grad_s:.3} gradient",
+                s.seconds,
+                s.product_seconds,
+                1e3 * s.product_seconds / r.products.max(1) as f64
+            ),
+        ),
+        ("threads", ctx.describe_threads()),
+    ]);
+    text.push_str("\n  i        lambda    residual   rel. residual\n");
+    for (i, (v, res)) in r.values.iter().zip(&r.residuals).enumerate() {
+        text.push_str(&format!(
+            "{:>3}  {v:>12.6}  {res:>10.3e}  {:>14.3e}\n",
+            i + 1,
+            res / v.abs().max(f64::MIN_POSITIVE)
+        ));
+    }
+    if let Some(path) = &args.save_vectors {
+        text.push_str(&format!("vectors: {}\n", path.display()));
+    }
+    let json = json!({
+        "dataset": ds.name, "n": ds.n, "spec": spec, "describe": spec.describe(), "p": p,
+        "model": source.to_json(), "loss_fn": args.data.loss.name(), "loss": ev.loss,
+        "accuracy": ev.accuracy, "dtype": args.dtype.name(),
+        "curvature": format!("{curv:?}"), "k": args.k, "block": args.block, "tol": args.tol,
+        "values": r.values, "residuals": r.residuals, "status": format!("{:?}", r.status),
+        "products": r.products, "iterations": r.iterations, "restarts": r.restarts,
+        "seconds": s.seconds, "product_seconds": s.product_seconds, "gradient_seconds": grad_s,
+        "threads": ctx.threads, "kernel_path": ctx.kernel_path,
+    });
+    Ok(Output::ok(text, json))
+}
+
+/// Writes the `k` Ritz vectors (`p × k` column-major = `k × p` row-major) as tensor `vectors`.
+fn save_vectors(path: &std::path::Path, v: &[f64], k: usize, p: usize) -> Result<(), CliError> {
+    let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+    let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F64, vec![k, p], &bytes)
+        .map_err(|e| CliError::Output(std::io::Error::other(e.to_string())))?;
+    let mut meta = std::collections::HashMap::new();
+    meta.insert("format".to_string(), "eosbench-ritz-vectors".to_string());
+    let out = safetensors::serialize([("vectors", view)], Some(meta))
+        .map_err(|e| CliError::Output(std::io::Error::other(e.to_string())))?;
+    crate::report::atomic_write(path, &out).map_err(CliError::Output)
+}
