@@ -94,3 +94,20 @@ pub fn synthetic_data(n: usize) -> eosbench::mlp::Data<f32> {
     let ds = eosbench::data::synthetic(n, 3072, 10, 0);
     eosbench::mlp::Data::new(ds.x, ds.labels, 3072, 10)
 }
+
+/// The real `cifar10-5k` when the CIFAR-10 files can be found (`EOSBENCH_DATA` or
+/// `datasets/cifar-10-batches-bin`), else the synthetic set of the same shape; says which.
+pub fn cifar10_5k_or_synthetic() -> eosbench::mlp::Data<f32> {
+    let dir = eosbench::data::resolve_data_dir(None);
+    let name: eosbench::data::DatasetName = "cifar10-5k".parse().expect("dataset name");
+    match name.load(&dir) {
+        Ok(ds) => {
+            println!("data: cifar10-5k from {}", dir.path.display());
+            eosbench::mlp::Data::new(ds.x, ds.labels, 3072, 10)
+        }
+        Err(e) => {
+            println!("data: synthetic-5000 (real data unavailable: {e})");
+            synthetic_data(5000)
+        }
+    }
+}
