@@ -138,6 +138,17 @@ struct Block<T> {
     correct: usize,
 }
 
+impl<T: Real> Block<T> {
+    /// The input `a_{l−1}` of layer `l` (0-based) for this block's rows (`X` for `l = 0`).
+    fn input<'a>(&'a self, l: usize, data: &'a Data<T>) -> &'a [T] {
+        if l == 0 {
+            &data.x[self.r0 * data.d..(self.r0 + self.rows) * data.d]
+        } else {
+            &self.a[l - 1]
+        }
+    }
+}
+
 /// Per-block R-pass temporaries for up to `b_cap` directions.
 struct RBlock<T> {
     rz: Vec<Vec<T>>,
@@ -452,11 +463,7 @@ impl<T: Real> Net<T> {
                 blocks.len(),
                 |s| {
                     let blk = &blocks[s];
-                    let input: &[T] = if l == 0 {
-                        &data.x[blk.r0 * data.d..(blk.r0 + blk.rows) * data.d]
-                    } else {
-                        &blk.a[l - 1]
-                    };
+                    let input = blk.input(l, data);
                     (
                         view(&blk.g[l], blk.rows, ho).transpose(),
                         view(input, blk.rows, hi),
@@ -542,13 +549,12 @@ impl<T: Real> Net<T> {
         let hess = curv == Curvature::Hessian;
         let run = |(blk, rb): (&Block<T>, &mut RBlock<T>)| {
             let rows = blk.rows;
-            let x = &data.x[blk.r0 * data.d..(blk.r0 + rows) * data.d];
             // R-forward.
             for l in 0..nl {
                 let slot = layout.layers[l];
                 let (hi, ho) = (dims[l], dims[l + 1]);
                 let w = &params[slot.w_range()];
-                let input: &[T] = if l == 0 { x } else { &blk.a[l - 1] };
+                let input = blk.input(l, data);
                 let rz = &mut rb.rz[l][..rows * b * ho];
                 let ra_prev = if l == 0 {
                     None
@@ -660,11 +666,7 @@ impl<T: Real> Net<T> {
                 blocks.len(),
                 |s| {
                     let blk = &blocks[s];
-                    let input: &[T] = if l == 0 {
-                        &data.x[blk.r0 * data.d..(blk.r0 + blk.rows) * data.d]
-                    } else {
-                        &blk.a[l - 1]
-                    };
+                    let input = blk.input(l, data);
                     (
                         view(&rblocks[s].rg[l][..blk.rows * b * ho], blk.rows, b * ho).transpose(),
                         view(input, blk.rows, hi),
