@@ -1,5 +1,5 @@
 //! Phase timings of the gradient and of HVP blocks at the Figure-1 shape (synthetic data):
-//! `cargo run --release --example phases -- [threads] [width]`.
+//! `cargo run --release --example phases -- [threads] [width] [input_dim] [row_block]`.
 use eosbench::mlp::{Curvature, Data, Net, NetConfig};
 use eosbench::model::{init_params, Activation, Loss, MlpSpec};
 use eosbench::par::with_threads;
@@ -12,15 +12,20 @@ fn main() {
         .collect();
     let threads = args.first().copied().unwrap_or(1);
     let h = args.get(1).copied().unwrap_or(200);
-    let ds = eosbench::data::synthetic(5000, 3072, 10, 0);
-    let spec = MlpSpec::new(3072, &[h, h], 10, Activation::Tanh).unwrap();
+    let d = args.get(2).copied().unwrap_or(3072);
+    let rb = args.get(3).copied().unwrap_or(256);
+    let ds = eosbench::data::synthetic(5000, d, 10, 0);
+    let spec = MlpSpec::new(d, &[h, h], 10, Activation::Tanh).unwrap();
     let p = init_params::<f32>(&spec, 0).data;
     with_threads(threads, |par| {
         let mut net = Net::new(
             &spec,
             Loss::Mse,
-            Data::new(ds.x.clone(), ds.labels.clone(), 3072, 10),
-            NetConfig::default(),
+            Data::new(ds.x.clone(), ds.labels.clone(), d, 10),
+            NetConfig {
+                row_block: rb,
+                ..NetConfig::default()
+            },
         );
         let mut g = vec![0f32; p.len()];
         net.gradient(&p, &mut g, par);

@@ -14,14 +14,17 @@
 //! * Gauss–Newton `Gv = JᵀH_out Jv`: the same passes without the `g_lᵀr_a`, `g_lV_l` and
 //!   `e ⊙ r_z` terms.
 //!
-//! Organisation. Examples are split into blocks of [`NetConfig::row_block`] rows. Everything
-//! that is local to an example (forward, backward through the weights, R-forward, R-backward)
-//! runs block by block, one task per block, fused so that a block's activations stay in
-//! cache. Parameter-space sums over examples (`gᵀa` and friends) then run as GEMMs whose output
-//! is split across tasks and whose sum over blocks runs in block order. R-pass temporaries exist
-//! only for one "physical batch" of [`NetConfig::chunk_rows`] examples at a time, so memory is
-//! bounded for n = 50 000 and wide nets. No split depends on the thread count: results are
-//! bit-identical for every thread count.
+//! Organisation. Every cached quantity is stored for all examples, row-major and contiguous
+//! over examples. Everything that is local to an example (forward, backward through the weights,
+//! R-forward, R-backward) runs block by block ([`NetConfig::row_block`] rows, one task per
+//! block), fused so that a block's activations stay in cache; the first layer's R-forward
+//! `X·V_1ᵀ`, the largest product of an HVP, runs beforehand for the whole batch in bands of
+//! examples. Parameter-space sums over examples (`gᵀa` and friends) are then one GEMM each
+//! over all the examples of a batch, with the output cut into fixed tiles (one task per tile).
+//! R-pass temporaries exist only for one "physical batch" of [`NetConfig::chunk_rows`]
+//! examples at a time, so memory is bounded for n = 50 000 and wide nets; batches add up in
+//! order. No split depends on the thread count: results are bit-identical for every thread
+//! count.
 //!
 //! The forward/backward state at the last [`Net::gradient`] call is cached and reused by every
 //! [`Net::hvp`] at that point, so a product costs R-forward + R-backward only.
@@ -29,7 +32,7 @@
 mod layer;
 pub mod reference;
 
-use crate::kernels::gemm::{gemm_sum, view};
+use crate::kernels::gemm::{gemm_par, gemm_rows, view, view_mut};
 use crate::kernels::{self, KernelPath};
 use crate::model::{Activation, Layout, Loss, MlpSpec};
 use crate::par::Par;
@@ -37,6 +40,9 @@ use crate::real::Real;
 use faer::Accum;
 use rayon::prelude::*;
 use std::time::Instant;
+
+/// Examples per task of the first layer's R-forward product (see [`Net::hvp`]).
+const FIRST_LAYER_BAND: usize = 512;
 
 /// A labelled data set in the kernel precision: `x` is `n × d`, row-major.
 #[derive(Clone, Debug)]
@@ -116,11 +122,11 @@ pub struct PhaseTimes {
     pub hvp_copy: f64,
 }
 
-/// Per-block cached state at the current parameters (index `l` = 0-based layer).
-struct Block<T> {
-    r0: usize,
-    rows: usize,
-    /// Hidden activations `a_{l+1}`, `rows × h`, for `l < L−1`.
+/// Cached state at the current parameters for all `n` examples (index `l` = 0-based layer).
+/// Every buffer is row-major and contiguous over examples, so a block's share is a run of rows
+/// and every sum over examples is one GEMM with the full example range as its inner dimension.
+struct Cache<T> {
+    /// Hidden activations `a_{l+1}`, `n × h_{l+1}`, for `l < L−1`.
     a: Vec<Vec<T>>,
     s1: Vec<Vec<T>>,
     s2: Vec<Vec<T>>,
@@ -128,33 +134,167 @@ struct Block<T> {
     e: Vec<Vec<T>>,
     /// `g_l = ∂L/∂z_l` for every layer (the last one is the output gradient).
     g: Vec<Vec<T>>,
-    /// Network outputs `z_L`, `rows × c`.
+    /// Network outputs `z_L`, `n × c`.
     out: Vec<T>,
-    /// Softmax probabilities (cross-entropy only).
+    /// Softmax probabilities (cross-entropy only; empty otherwise).
     prob: Vec<T>,
-    /// Scratch `rows × max h`.
-    da: Vec<T>,
-    loss: f64,
-    correct: usize,
+    /// Per-block scratch, `row_block × max h`.
+    da: Vec<Vec<T>>,
+    /// Per-block (Σ loss, number correct).
+    stats: Vec<(f64, usize)>,
 }
 
-impl<T: Real> Block<T> {
-    /// The input `a_{l−1}` of layer `l` (0-based) for this block's rows (`X` for `l = 0`).
-    fn input<'a>(&'a self, l: usize, data: &'a Data<T>) -> &'a [T] {
-        if l == 0 {
-            &data.x[self.r0 * data.d..(self.r0 + self.rows) * data.d]
-        } else {
-            &self.a[l - 1]
+/// One block's exclusive share of the [`Cache`]: rows `r0 .. r0 + rows` of every buffer.
+struct BlockMut<'a, T> {
+    r0: usize,
+    rows: usize,
+    a: Vec<&'a mut [T]>,
+    s1: Vec<&'a mut [T]>,
+    s2: Vec<&'a mut [T]>,
+    e: Vec<&'a mut [T]>,
+    g: Vec<&'a mut [T]>,
+    out: &'a mut [T],
+    prob: &'a mut [T],
+    da: &'a mut [T],
+    stats: &'a mut (f64, usize),
+}
+
+/// R-pass temporaries of one physical batch for up to `b_cap` directions, each
+/// `chunk × (b·h_l)` and contiguous over the batch's examples (direction `j` of example `i` in
+/// columns `j·h_l..(j+1)·h_l` of row `i`).
+struct RWork<T> {
+    rz: Vec<Vec<T>>,
+    ra: Vec<Vec<T>>,
+    rg: Vec<Vec<T>>,
+    /// Per-block scratch, `row_block × b_cap × max h`.
+    rda: Vec<Vec<T>>,
+}
+
+/// One block's exclusive share of the [`RWork`].
+struct RBlockMut<'a, T> {
+    rz: Vec<&'a mut [T]>,
+    ra: Vec<&'a mut [T]>,
+    rg: Vec<&'a mut [T]>,
+    rda: &'a mut [T],
+}
+
+/// `buf` (row-major, `width` columns) cut into `count` consecutive pieces of `rb` rows (the last
+/// may be shorter); an empty buffer gives empty pieces.
+fn row_pieces<T>(buf: &mut [T], width: usize, rb: usize, count: usize) -> Vec<&mut [T]> {
+    if buf.is_empty() || width == 0 {
+        return (0..count).map(|_| <&mut [T]>::default()).collect();
+    }
+    let pieces: Vec<&mut [T]> = buf.chunks_mut(rb * width).take(count).collect();
+    assert_eq!(pieces.len(), count, "buffer shorter than its blocks");
+    pieces
+}
+
+/// Cuts the first `rows` rows of each buffer in `bufs` (buffer `l` has `widths[l]` columns) into
+/// blocks of `rb` rows and hands piece `s` of each to `push(s, piece)`, buffer by buffer.
+fn deal<'a, T, F>(bufs: &'a mut [Vec<T>], widths: &[usize], rows: usize, rb: usize, mut push: F)
+where
+    F: FnMut(usize, &'a mut [T]),
+{
+    let count = rows.div_ceil(rb);
+    for (buf, &w) in bufs.iter_mut().zip(widths) {
+        let buf: &'a mut [T] = &mut buf[..rows * w];
+        for (s, piece) in row_pieces(buf, w, rb, count).into_iter().enumerate() {
+            push(s, piece);
         }
     }
 }
 
-/// Per-block R-pass temporaries for up to `b_cap` directions.
-struct RBlock<T> {
-    rz: Vec<Vec<T>>,
-    ra: Vec<Vec<T>>,
-    rg: Vec<Vec<T>>,
-    rda: Vec<T>,
+/// Rows `r0 .. r0 + rows` of a row-major buffer with `width` columns.
+#[inline]
+fn rows_of<T>(buf: &[T], r0: usize, rows: usize, width: usize) -> &[T] {
+    &buf[r0 * width..(r0 + rows) * width]
+}
+
+impl<T: Real> Cache<T> {
+    fn new(dims: &[usize], n: usize, rb: usize, ce: bool) -> Self {
+        let nl = dims.len() - 1;
+        let hmax = *dims[1..].iter().max().unwrap();
+        let nblocks = n.div_ceil(rb);
+        let hid = || -> Vec<Vec<T>> { (1..nl).map(|l| vec![T::ZERO; n * dims[l]]).collect() };
+        Cache {
+            a: hid(),
+            s1: hid(),
+            s2: hid(),
+            e: hid(),
+            g: (1..=nl).map(|l| vec![T::ZERO; n * dims[l]]).collect(),
+            out: vec![T::ZERO; n * dims[nl]],
+            prob: if ce {
+                vec![T::ZERO; n * dims[nl]]
+            } else {
+                Vec::new()
+            },
+            da: (0..nblocks).map(|_| vec![T::ZERO; rb * hmax]).collect(),
+            stats: vec![(0.0, 0); nblocks],
+        }
+    }
+
+    /// The cache cut into the blocks of `rb` rows.
+    fn blocks_mut(&mut self, dims: &[usize], n: usize, rb: usize) -> Vec<BlockMut<'_, T>> {
+        let nl = dims.len() - 1;
+        let count = n.div_ceil(rb);
+        let outs = row_pieces(&mut self.out, dims[nl], rb, count);
+        let probs = row_pieces(&mut self.prob, dims[nl], rb, count);
+        let mut blocks: Vec<BlockMut<'_, T>> = outs
+            .into_iter()
+            .zip(probs)
+            .zip(self.da.iter_mut().zip(self.stats.iter_mut()))
+            .enumerate()
+            .map(|(s, ((out, prob), (da, stats)))| BlockMut {
+                r0: s * rb,
+                rows: rb.min(n - s * rb),
+                a: Vec::with_capacity(nl),
+                s1: Vec::with_capacity(nl),
+                s2: Vec::with_capacity(nl),
+                e: Vec::with_capacity(nl),
+                g: Vec::with_capacity(nl),
+                out,
+                prob,
+                da,
+                stats,
+            })
+            .collect();
+        let widths = &dims[1..];
+        deal(&mut self.a, widths, n, rb, |s, p| blocks[s].a.push(p));
+        deal(&mut self.s1, widths, n, rb, |s, p| blocks[s].s1.push(p));
+        deal(&mut self.s2, widths, n, rb, |s, p| blocks[s].s2.push(p));
+        deal(&mut self.e, widths, n, rb, |s, p| blocks[s].e.push(p));
+        deal(&mut self.g, widths, n, rb, |s, p| blocks[s].g.push(p));
+        blocks
+    }
+}
+
+impl<T: Real> RWork<T> {
+    /// The first `rows_in_chunk` rows cut into `count` blocks of `rb` rows, for `b` directions.
+    fn blocks_mut(
+        &mut self,
+        dims: &[usize],
+        b: usize,
+        rows_in_chunk: usize,
+        rb: usize,
+    ) -> Vec<RBlockMut<'_, T>> {
+        let nl = dims.len() - 1;
+        let count = rows_in_chunk.div_ceil(rb);
+        let mut blocks: Vec<RBlockMut<'_, T>> = self.rda[..count]
+            .iter_mut()
+            .map(|rda| RBlockMut {
+                rz: Vec::with_capacity(nl),
+                ra: Vec::with_capacity(nl),
+                rg: Vec::with_capacity(nl),
+                rda,
+            })
+            .collect();
+        let widths: Vec<usize> = dims[1..].iter().map(|&h| b * h).collect();
+        let r = rows_in_chunk;
+        deal(&mut self.rz, &widths, r, rb, |s, p| blocks[s].rz.push(p));
+        deal(&mut self.ra, &widths, r, rb, |s, p| blocks[s].ra.push(p));
+        deal(&mut self.rg, &widths, r, rb, |s, p| blocks[s].rg.push(p));
+        blocks
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -173,8 +313,8 @@ pub struct Net<T> {
     cfg: NetConfig,
     path: KernelPath,
     data: Data<T>,
-    blocks: Vec<Block<T>>,
-    rblocks: Vec<RBlock<T>>,
+    cache: Cache<T>,
+    rwork: RWork<T>,
     b_cap: usize,
     /// Parameters of the cached state.
     params: Vec<T>,
@@ -208,35 +348,7 @@ impl<T: Real> Net<T> {
         assert_eq!(data.classes, spec.output_dim, "classes vs network output");
         assert!(cfg.row_block > 0 && cfg.chunk_rows > 0);
         let dims = spec.dims();
-        let nl = dims.len() - 1;
-        let hmax = *dims[1..].iter().max().unwrap();
-        let hid = |rows: usize| -> Vec<Vec<T>> {
-            (1..nl).map(|l| vec![T::ZERO; rows * dims[l]]).collect()
-        };
-        let mut blocks = Vec::new();
-        let mut r0 = 0;
-        while r0 < data.n {
-            let rows = cfg.row_block.min(data.n - r0);
-            blocks.push(Block {
-                r0,
-                rows,
-                a: hid(rows),
-                s1: hid(rows),
-                s2: hid(rows),
-                e: hid(rows),
-                g: (1..=nl).map(|l| vec![T::ZERO; rows * dims[l]]).collect(),
-                out: vec![T::ZERO; rows * dims[nl]],
-                prob: if loss == Loss::Ce {
-                    vec![T::ZERO; rows * dims[nl]]
-                } else {
-                    Vec::new()
-                },
-                da: vec![T::ZERO; rows * hmax],
-                loss: 0.0,
-                correct: 0,
-            });
-            r0 += rows;
-        }
+        let cache = Cache::new(&dims, data.n, cfg.row_block, loss == Loss::Ce);
         Net {
             spec: spec.clone(),
             loss,
@@ -245,8 +357,13 @@ impl<T: Real> Net<T> {
             cfg,
             path,
             data,
-            blocks,
-            rblocks: Vec::new(),
+            cache,
+            rwork: RWork {
+                rz: Vec::new(),
+                ra: Vec::new(),
+                rg: Vec::new(),
+                rda: Vec::new(),
+            },
             b_cap: 0,
             params: Vec::new(),
             state: State::Empty,
@@ -337,18 +454,21 @@ impl<T: Real> Net<T> {
         let t0 = Instant::now();
         self.stack_directions(dirs, b, curv);
         self.times.hvp_copy += t0.elapsed().as_secs_f64();
-        let nblocks = self.blocks.len();
-        let per_chunk = self.cfg.chunk_rows.div_ceil(self.cfg.row_block).max(1);
-        let mut first = 0;
-        while first < nblocks {
-            let last = (first + per_chunk).min(nblocks);
+        let n = self.data.n;
+        let chunk = self.chunk_len();
+        let mut r0 = 0;
+        loop {
+            let len = chunk.min(n - r0);
             let t0 = Instant::now();
-            self.run_rlocal(first..last, b, curv, par);
+            self.run_rlocal(r0, len, b, curv, par);
             let t1 = Instant::now();
-            self.reduce_hvp(first..last, b, curv, first == 0, par);
+            self.reduce_hvp(r0, len, b, curv, par);
             self.times.rlocal += (t1 - t0).as_secs_f64();
             self.times.hvp_reduce += t1.elapsed().as_secs_f64();
-            first = last;
+            r0 += len;
+            if r0 >= n {
+                break;
+            }
         }
         let t0 = Instant::now();
         self.unstack_results(out, b, curv);
@@ -358,9 +478,9 @@ impl<T: Real> Net<T> {
     fn eval(&self) -> Eval {
         let mut loss = 0.0;
         let mut correct = 0;
-        for blk in &self.blocks {
-            loss += blk.loss;
-            correct += blk.correct;
+        for &(l, c) in &self.cache.stats {
+            loss += l;
+            correct += c;
         }
         let n = self.data.n.max(1) as f64;
         Eval {
@@ -381,126 +501,122 @@ impl<T: Real> Net<T> {
         let (loss_kind, path) = (self.loss, self.path);
         let inv_n = T::ONE / T::from_usize(data.n.max(1));
         let nl = dims.len() - 1;
-        let run = |blk: &mut Block<T>| {
-            let rows = blk.rows;
-            let x = &data.x[blk.r0 * data.d..(blk.r0 + rows) * data.d];
+        let run = |blk: BlockMut<'_, T>| {
+            let BlockMut {
+                r0,
+                rows,
+                mut a,
+                mut s1,
+                mut s2,
+                mut e,
+                mut g,
+                out,
+                prob,
+                da,
+                stats,
+            } = blk;
+            let x = rows_of(&data.x, r0, rows, data.d);
             for l in 0..nl {
                 let slot = layout.layers[l];
                 let (hi, ho) = (dims[l], dims[l + 1]);
                 let w = &params[slot.w_range()];
                 let bias = &params[slot.b_range()];
+                let (done, rest) = a.split_at_mut(l);
+                let input: &[T] = if l == 0 { x } else { done[l - 1] };
                 if l + 1 < nl {
-                    let (done, rest) = blk.a.split_at_mut(l);
-                    let input: &[T] = if l == 0 { x } else { &done[l - 1] };
-                    layer::forward(rows, hi, ho, input, w, &mut rest[0]);
-                    kernels::bias_act(
-                        path,
-                        act,
-                        rows,
-                        ho,
-                        &mut rest[0],
-                        bias,
-                        &mut blk.s1[l],
-                        &mut blk.s2[l],
-                    );
+                    layer::forward(rows, hi, ho, input, w, rest[0]);
+                    kernels::bias_act(path, act, rows, ho, rest[0], bias, s1[l], s2[l]);
                 } else {
-                    let input: &[T] = if l == 0 { x } else { &blk.a[l - 1] };
-                    layer::forward(rows, hi, ho, input, w, &mut blk.out);
-                    kernels::add_bias(path, rows, ho, &mut blk.out, bias);
+                    layer::forward(rows, hi, ho, input, w, out);
+                    kernels::add_bias(path, rows, ho, out, bias);
                 }
             }
-            let labels = &data.labels[blk.r0..blk.r0 + rows];
-            let (loss, correct) = output_loss(
+            let labels = &data.labels[r0..r0 + rows];
+            *stats = output_loss(
                 loss_kind,
                 rows,
                 dims[nl],
-                &blk.out,
+                out,
                 labels,
                 inv_n,
-                &mut blk.prob,
-                &mut blk.g[nl - 1],
+                prob,
+                g[nl - 1],
             );
-            blk.loss = loss;
-            blk.correct = correct;
             if backward {
                 for l in (1..nl).rev() {
                     let slot = layout.layers[l];
                     let (hi, ho) = (dims[l], dims[l + 1]);
-                    let da = &mut blk.da[..rows * hi];
-                    layer::backward(rows, hi, ho, &blk.g[l], &params[slot.w_range()], da);
-                    let (lo, _) = blk.g.split_at_mut(l);
-                    kernels::bwd_act(
-                        path,
-                        da,
-                        &blk.s1[l - 1],
-                        &blk.s2[l - 1],
-                        &mut lo[l - 1],
-                        &mut blk.e[l - 1],
-                    );
+                    let da = &mut da[..rows * hi];
+                    let (lo, hi_g) = g.split_at_mut(l);
+                    layer::backward(rows, hi, ho, hi_g[0], &params[slot.w_range()], da);
+                    kernels::bwd_act(path, da, s1[l - 1], s2[l - 1], lo[l - 1], e[l - 1]);
                 }
             }
         };
+        let blocks = self.cache.blocks_mut(dims, data.n, self.cfg.row_block);
         match par {
-            Par::Seq => self.blocks.iter_mut().for_each(run),
-            Par::Rayon => self.blocks.par_iter_mut().for_each(run),
+            Par::Seq => blocks.into_iter().for_each(run),
+            Par::Rayon => blocks.into_par_iter().for_each(run),
         }
     }
 
-    /// `dW_l = Σ_blocks g_lᵀ a_{l−1}`, `db_l = Σ_blocks g_lᵀ1`, each in block order.
+    /// `dW_l = g_lᵀ a_{l−1}` and `db_l = g_lᵀ1` over all examples (one GEMM per layer).
     #[inline(never)]
     fn reduce_gradient(&self, grad: &mut [T], par: Par) {
-        let blocks = &self.blocks;
         let data = &self.data;
+        let n = data.n;
         let nl = self.dims.len() - 1;
         for l in 0..nl {
             let slot = self.layout.layers[l];
             let (hi, ho) = (self.dims[l], self.dims[l + 1]);
             let (wpart, bpart) = grad[slot.w_off..slot.b_off + ho].split_at_mut(ho * hi);
-            gemm_sum(
+            let g = &self.cache.g[l];
+            gemm_par(
                 par,
-                crate::kernels::gemm::view_mut(wpart, ho, hi),
+                view_mut(wpart, ho, hi),
                 Accum::Replace,
-                blocks.len(),
-                |s| {
-                    let blk = &blocks[s];
-                    let input = blk.input(l, data);
-                    (
-                        view(&blk.g[l], blk.rows, ho).transpose(),
-                        view(input, blk.rows, hi),
-                    )
-                },
+                view(g, n, ho).transpose(),
+                view(self.input(l, 0, n), n, hi),
             );
-            for (s, blk) in blocks.iter().enumerate() {
-                kernels::col_sums(self.path, blk.rows, ho, &blk.g[l], ho, bpart, s > 0);
-            }
-            if blocks.is_empty() {
-                bpart.iter_mut().for_each(|v| *v = T::ZERO);
-            }
+            kernels::col_sums(self.path, n, ho, g, ho, bpart, false);
         }
     }
 
+    /// Rows `r0 .. r0 + rows` of the input `a_{l−1}` of layer `l` (0-based; `X` for `l = 0`).
+    fn input(&self, l: usize, r0: usize, rows: usize) -> &[T] {
+        if l == 0 {
+            rows_of(&self.data.x, r0, rows, self.data.d)
+        } else {
+            rows_of(&self.cache.a[l - 1], r0, rows, self.dims[l])
+        }
+    }
+
+    /// Examples per physical batch of the R-passes: whole row blocks, at most `n`.
+    fn chunk_len(&self) -> usize {
+        let rb = self.cfg.row_block;
+        (self.cfg.chunk_rows.div_ceil(rb).max(1) * rb).min(self.data.n.max(1))
+    }
+
     fn ensure_rworkspace(&mut self, b: usize) {
-        let per_chunk = self.cfg.chunk_rows.div_ceil(self.cfg.row_block).max(1);
-        let nr = per_chunk.min(self.blocks.len());
-        if b <= self.b_cap && self.rblocks.len() == nr {
+        if b <= self.b_cap {
             return;
         }
         let dims = &self.dims;
         let nl = dims.len() - 1;
-        let rows = self.cfg.row_block.min(self.data.n.max(1));
+        let rb = self.cfg.row_block;
+        let chunk = self.chunk_len();
         let hmax = *dims.iter().max().unwrap();
-        self.rblocks = (0..nr)
-            .map(|_| RBlock {
-                rz: (1..=nl)
-                    .map(|l| vec![T::ZERO; rows * b * dims[l]])
-                    .collect(),
-                ra: (1..nl).map(|l| vec![T::ZERO; rows * b * dims[l]]).collect(),
-                rg: (1..=nl)
-                    .map(|l| vec![T::ZERO; rows * b * dims[l]])
-                    .collect(),
-                rda: vec![T::ZERO; rows * b * hmax],
-            })
-            .collect();
+        let per = |range: std::ops::Range<usize>| -> Vec<Vec<T>> {
+            range.map(|l| vec![T::ZERO; chunk * b * dims[l]]).collect()
+        };
+        self.rwork = RWork {
+            rz: per(1..nl + 1),
+            ra: per(1..nl),
+            rg: per(1..nl + 1),
+            rda: (0..chunk.div_ceil(rb))
+                .map(|_| vec![T::ZERO; rb * b * hmax])
+                .collect(),
+        };
         self.v_stack = (0..nl)
             .map(|l| vec![T::ZERO; b * dims[l + 1] * dims[l]])
             .collect();
@@ -535,175 +651,146 @@ impl<T: Real> Net<T> {
         }
     }
 
-    /// R-forward and R-backward for the blocks in `range` (example-local).
+    /// R-forward and R-backward for the physical batch of rows `r0 .. r0 + len`
+    /// (example-local, one task per row block).
     #[inline(never)]
-    fn run_rlocal(&mut self, range: std::ops::Range<usize>, b: usize, curv: Curvature, par: Par) {
+    fn run_rlocal(&mut self, r0: usize, len: usize, b: usize, curv: Curvature, par: Par) {
         let dims = &self.dims;
         let layout = &self.layout;
         let params = &self.params;
         let data = &self.data;
+        let cache = &self.cache;
         let (loss_kind, path) = (self.loss, self.path);
         let inv_n = T::ONE / T::from_usize(data.n.max(1));
         let nl = dims.len() - 1;
+        let rbk = self.cfg.row_block;
         let (v_stack, c_stack, v_side) = (&self.v_stack, &self.c_stack, &self.v_side);
         let hess = curv == Curvature::Hessian;
-        let run = |(blk, rb): (&Block<T>, &mut RBlock<T>)| {
-            let rows = blk.rows;
+        // Layer 1 first, for the whole batch: `r_z_1 = X·V_1ᵀ` is the largest product of the
+        // R-forward, and bands of FIRST_LAYER_BAND examples run it faster than row blocks do
+        // when `b > 1` (wider `V` panels are shared by more rows).
+        let h1 = dims[1];
+        gemm_rows(
+            par,
+            view_mut(&mut self.rwork.rz[0][..len * b * h1], len, b * h1),
+            Accum::Replace,
+            view(rows_of(&data.x, r0, len, data.d), len, data.d),
+            view(&v_stack[0][..b * h1 * data.d], b * h1, data.d).transpose(),
+            FIRST_LAYER_BAND,
+        );
+        let run = |(s, rb): (usize, RBlockMut<'_, T>)| {
+            let RBlockMut {
+                mut rz,
+                mut ra,
+                mut rg,
+                rda,
+            } = rb;
+            let q0 = r0 + s * rbk;
+            let rows = rbk.min(r0 + len - q0);
+            let input = |l: usize| -> &[T] {
+                if l == 0 {
+                    rows_of(&data.x, q0, rows, data.d)
+                } else {
+                    rows_of(&cache.a[l - 1], q0, rows, dims[l])
+                }
+            };
             // R-forward.
             for l in 0..nl {
                 let slot = layout.layers[l];
                 let (hi, ho) = (dims[l], dims[l + 1]);
-                let w = &params[slot.w_range()];
-                let input = blk.input(l, data);
-                let rz = &mut rb.rz[l][..rows * b * ho];
-                let ra_prev = if l == 0 {
-                    None
-                } else {
-                    Some(&rb.ra[l - 1][..rows * b * hi])
-                };
-                layer::rforward(
-                    rows,
-                    b,
-                    hi,
-                    ho,
-                    input,
-                    ra_prev,
-                    w,
-                    &v_stack[l][..b * ho * hi],
-                    rz,
-                );
-                if l + 1 < nl {
-                    kernels::rfwd_act(
-                        path,
+                let (done, rest) = ra.split_at_mut(l);
+                if l > 0 {
+                    // (Layer 1's `r_z = X·V_1ᵀ` was computed for the whole batch beforehand.)
+                    layer::rforward(
                         rows,
                         b,
+                        hi,
                         ho,
-                        rz,
-                        &c_stack[l][..b * ho],
-                        &blk.s1[l],
-                        &mut rb.ra[l][..rows * b * ho],
+                        input(l),
+                        Some(&*done[l - 1]),
+                        &params[slot.w_range()],
+                        &v_stack[l][..b * ho * hi],
+                        rz[l],
                     );
+                }
+                if l + 1 < nl {
+                    let s1 = rows_of(&cache.s1[l], q0, rows, ho);
+                    kernels::rfwd_act(path, rows, b, ho, rz[l], &c_stack[l][..b * ho], s1, rest[0]);
                 } else {
-                    kernels::add_bias(path, rows, b * ho, rz, &c_stack[l][..b * ho]);
+                    kernels::add_bias(path, rows, b * ho, rz[l], &c_stack[l][..b * ho]);
                 }
             }
             // R-backward.
             let c = dims[nl];
-            output_rgrad(
-                loss_kind,
-                rows,
-                b,
-                c,
-                &rb.rz[nl - 1][..rows * b * c],
-                &blk.prob,
-                inv_n,
-                &mut rb.rg[nl - 1][..rows * b * c],
-            );
+            let prob = if cache.prob.is_empty() {
+                &cache.prob[..]
+            } else {
+                rows_of(&cache.prob, q0, rows, c)
+            };
+            output_rgrad(loss_kind, rows, b, c, rz[nl - 1], prob, inv_n, rg[nl - 1]);
             for l in (1..nl).rev() {
                 let slot = layout.layers[l];
                 let (hi, ho) = (dims[l], dims[l + 1]);
-                let rda = &mut rb.rda[..rows * b * hi];
+                let rda = &mut rda[..rows * b * hi];
                 let vs = if hess {
                     Some(&v_side[l][..ho * b * hi])
                 } else {
                     None
                 };
-                layer::rbackward(
-                    rows,
-                    b,
-                    hi,
-                    ho,
-                    &rb.rg[l][..rows * b * ho],
-                    &blk.g[l],
-                    &params[slot.w_range()],
-                    vs,
-                    rda,
-                );
-                let e = if hess { Some(&blk.e[l - 1][..]) } else { None };
-                let (lo, _) = rb.rg.split_at_mut(l);
-                kernels::rbwd_act(
-                    path,
-                    rows,
-                    b,
-                    hi,
-                    rda,
-                    &blk.s1[l - 1],
-                    e,
-                    &rb.rz[l - 1][..rows * b * hi],
-                    &mut lo[l - 1][..rows * b * hi],
-                );
+                let (lo, up) = rg.split_at_mut(l);
+                let g = rows_of(&cache.g[l], q0, rows, ho);
+                layer::rbackward(rows, b, hi, ho, up[0], g, &params[slot.w_range()], vs, rda);
+                let e = if hess {
+                    Some(rows_of(&cache.e[l - 1], q0, rows, hi))
+                } else {
+                    None
+                };
+                let s1 = rows_of(&cache.s1[l - 1], q0, rows, hi);
+                kernels::rbwd_act(path, rows, b, hi, rda, s1, e, rz[l - 1], lo[l - 1]);
             }
         };
-        let blocks = &self.blocks[range.clone()];
-        let rblocks = &mut self.rblocks[..range.len()];
+        let blocks = self.rwork.blocks_mut(dims, b, len, rbk);
         match par {
-            Par::Seq => blocks.iter().zip(rblocks.iter_mut()).for_each(run),
-            Par::Rayon => blocks.par_iter().zip(rblocks.par_iter_mut()).for_each(run),
+            Par::Seq => blocks.into_iter().enumerate().for_each(run),
+            Par::Rayon => blocks.into_par_iter().enumerate().for_each(run),
         }
     }
 
-    /// Parameter-space sums of one physical batch: `Hv_W = Σ r_gᵀa (+ Σ gᵀr_a)`, `Hv_b = Σ r_gᵀ1`.
+    /// Parameter-space sums over the physical batch of rows `r0 .. r0 + rows`, one GEMM per
+    /// term: `Hv_W = r_gᵀa (+ gᵀr_a)`, `Hv_b = r_gᵀ1`; the first batch overwrites, later ones add.
     #[inline(never)]
-    fn reduce_hvp(
-        &mut self,
-        range: std::ops::Range<usize>,
-        b: usize,
-        curv: Curvature,
-        first: bool,
-        par: Par,
-    ) {
+    fn reduce_hvp(&mut self, r0: usize, rows: usize, b: usize, curv: Curvature, par: Par) {
         let nl = self.dims.len() - 1;
-        let blocks = &self.blocks[range.clone()];
-        let rblocks = &self.rblocks[..range.len()];
-        let data = &self.data;
+        let first = r0 == 0;
         let acc0 = if first { Accum::Replace } else { Accum::Add };
+        let mut hv_stack = std::mem::take(&mut self.hv_stack);
+        let mut hv_side = std::mem::take(&mut self.hv_side);
+        let mut hb_stack = std::mem::take(&mut self.hb_stack);
         for l in 0..nl {
             let (hi, ho) = (self.dims[l], self.dims[l + 1]);
-            gemm_sum(
+            let rg = &self.rwork.rg[l][..rows * b * ho];
+            gemm_par(
                 par,
-                crate::kernels::gemm::view_mut(&mut self.hv_stack[l][..b * ho * hi], b * ho, hi),
+                view_mut(&mut hv_stack[l][..b * ho * hi], b * ho, hi),
                 acc0,
-                blocks.len(),
-                |s| {
-                    let blk = &blocks[s];
-                    let input = blk.input(l, data);
-                    (
-                        view(&rblocks[s].rg[l][..blk.rows * b * ho], blk.rows, b * ho).transpose(),
-                        view(input, blk.rows, hi),
-                    )
-                },
+                view(rg, rows, b * ho).transpose(),
+                view(self.input(l, r0, rows), rows, hi),
             );
             if curv == Curvature::Hessian && l > 0 {
-                gemm_sum(
+                gemm_par(
                     par,
-                    crate::kernels::gemm::view_mut(&mut self.hv_side[l][..ho * b * hi], ho, b * hi),
+                    view_mut(&mut hv_side[l][..ho * b * hi], ho, b * hi),
                     acc0,
-                    blocks.len(),
-                    |s| {
-                        let blk = &blocks[s];
-                        (
-                            view(&blk.g[l], blk.rows, ho).transpose(),
-                            view(&rblocks[s].ra[l - 1][..blk.rows * b * hi], blk.rows, b * hi),
-                        )
-                    },
+                    view(rows_of(&self.cache.g[l], r0, rows, ho), rows, ho).transpose(),
+                    view(&self.rwork.ra[l - 1][..rows * b * hi], rows, b * hi),
                 );
             }
-            let hb = &mut self.hb_stack[l][..b * ho];
-            for (s, blk) in blocks.iter().enumerate() {
-                kernels::col_sums(
-                    self.path,
-                    blk.rows,
-                    b * ho,
-                    &rblocks[s].rg[l][..blk.rows * b * ho],
-                    b * ho,
-                    hb,
-                    s > 0 || !first,
-                );
-            }
-            if blocks.is_empty() && first {
-                hb.iter_mut().for_each(|v| *v = T::ZERO);
-            }
+            let hb = &mut hb_stack[l][..b * ho];
+            kernels::col_sums(self.path, rows, b * ho, rg, b * ho, hb, !first);
         }
+        self.hv_stack = hv_stack;
+        self.hv_side = hv_side;
+        self.hb_stack = hb_stack;
     }
 
     /// Writes the accumulated results back as `b` flat vectors.
