@@ -491,3 +491,25 @@ fn sharpness_finds_top_eigenvalues_and_saves_vectors() {
     assert!(g0 > 0.0 && (g0 - vals[0]).abs() < 0.5 * vals[0], "{g}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn sharpness_help_keeps_its_dtype_note_under_precision() {
+    let o = run(&["sharpness", "--help"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    let at = |s: &str| {
+        out.find(s)
+            .unwrap_or_else(|| panic!("no '{s}' in sharpness --help:\n{out}"))
+    };
+    let order = [
+        "Model:",
+        "Data:",
+        "Precision:",
+        "Lanczos runs in f64 either way",
+        "Solver:",
+        "Output:",
+    ];
+    for pair in order.windows(2) {
+        assert!(at(pair[0]) < at(pair[1]), "{pair:?} out of order:\n{out}");
+    }
+}
