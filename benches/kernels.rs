@@ -18,117 +18,123 @@ use faer::Accum;
 const N: usize = 5000;
 const D: usize = 3072;
 
-/// The GEMMs of one gradient evaluation, on full-size operands, through faer with its own
-/// parallelism (`Par::rayon(t)`): the roof the fused passes are measured against.
+/// A row-major `rows × cols` matrix in a GEMM, used as it is or transposed.
+#[derive(Clone, Copy)]
+struct Operand<'a> {
+    data: &'a [f32],
+    rows: usize,
+    cols: usize,
+    transposed: bool,
+}
+
+impl<'a> Operand<'a> {
+    fn new(data: &'a [f32], rows: usize, cols: usize) -> Self {
+        assert!(
+            data.len() >= rows * cols,
+            "operand shorter than {rows} × {cols}"
+        );
+        Operand {
+            data,
+            rows,
+            cols,
+            transposed: false,
+        }
+    }
+
+    /// The transpose.
+    fn t(self) -> Self {
+        Operand {
+            transposed: !self.transposed,
+            ..self
+        }
+    }
+
+    /// Rows and columns of the operand as used.
+    fn shape(&self) -> (usize, usize) {
+        if self.transposed {
+            (self.cols, self.rows)
+        } else {
+            (self.rows, self.cols)
+        }
+    }
+
+    /// Row and column strides of the operand as used.
+    fn strides(&self) -> (isize, isize) {
+        let ld = self.cols as isize;
+        if self.transposed {
+            (1, ld)
+        } else {
+            (ld, 1)
+        }
+    }
+
+    /// The operand as used, as a faer view.
+    fn faer(&self) -> faer::MatRef<'a, f32> {
+        let m = view(self.data, self.rows, self.cols);
+        if self.transposed {
+            m.transpose()
+        } else {
+            m
+        }
+    }
+}
+
+/// The GEMMs of one gradient evaluation on full-size operands, layer by layer: each call
+/// `gemm(a, b, c)` is to write `C = A · B` into the row-major `c`. Per layer (input `N × hi`,
+/// weights `W` of `ho × hi`): `z = input · Wᵀ` (`N × ho`), `dW = zᵀ · input` (`ho × hi`) and,
+/// for every layer but the first, `da = z · W` (`N × hi`).
+fn gradient_gemms(
+    spec: &MlpSpec,
+    bufs: &mut RoofBufs,
+    mut gemm: impl FnMut(Operand<'_>, Operand<'_>, &mut [f32]),
+) {
+    let dims = spec.dims();
+    for l in 0..dims.len() - 1 {
+        let (hi, ho) = (dims[l], dims[l + 1]);
+        let input = Operand::new(if l == 0 { &bufs.x } else { &bufs.act[l - 1] }, N, hi);
+        let w = Operand::new(&bufs.w[l], ho, hi);
+        gemm(input, w.t(), &mut bufs.z[l]);
+        let z = Operand::new(&bufs.z[l], N, ho);
+        gemm(z.t(), input, &mut bufs.dw[l]);
+        if l > 0 {
+            gemm(z, w, &mut bufs.da[l - 1]);
+        }
+    }
+}
+
+/// The GEMMs of one gradient evaluation through faer with its own parallelism
+/// (`Par::rayon(t)`): the roof the fused passes are measured against.
 fn roof_faer(spec: &MlpSpec, bufs: &mut RoofBufs, threads: usize) {
     let par = if threads > 1 {
         faer::Par::rayon(threads)
     } else {
         faer::Par::Seq
     };
-    let dims = spec.dims();
-    for l in 0..dims.len() - 1 {
-        let (hi, ho) = (dims[l], dims[l + 1]);
-        let input: &[f32] = if l == 0 { &bufs.x } else { &bufs.act[l - 1] };
+    gradient_gemms(spec, bufs, |a, b, c| {
+        let (m, n) = (a.shape().0, b.shape().1);
         faer::linalg::matmul::matmul(
-            view_mut(&mut bufs.z[l], N, ho),
+            view_mut(c, m, n),
             Accum::Replace,
-            view(input, N, hi),
-            view(&bufs.w[l], ho, hi).transpose(),
+            a.faer(),
+            b.faer(),
             1.0,
             par,
         );
-        faer::linalg::matmul::matmul(
-            view_mut(&mut bufs.dw[l], ho, hi),
-            Accum::Replace,
-            view(&bufs.z[l], N, ho).transpose(),
-            view(input, N, hi),
-            1.0,
-            par,
-        );
-        if l > 0 {
-            faer::linalg::matmul::matmul(
-                view_mut(&mut bufs.da[l - 1], N, hi),
-                Accum::Replace,
-                view(&bufs.z[l], N, ho),
-                view(&bufs.w[l], ho, hi),
-                1.0,
-                par,
-            );
-        }
-    }
+    });
 }
 
 /// The same GEMMs through matrixmultiply (no thread pool of its own: rows of the output are
 /// split across the rayon pool for t > 1).
 fn roof_mm(spec: &MlpSpec, bufs: &mut RoofBufs, threads: usize) {
-    let dims = spec.dims();
-    for l in 0..dims.len() - 1 {
-        let (hi, ho) = (dims[l], dims[l + 1]);
-        let input: &[f32] = if l == 0 { &bufs.x } else { &bufs.act[l - 1] };
-        // z = input · Wᵀ : (N × hi)(hi × ho), W row-major ho × hi read with strides (1, hi).
-        mm(
-            threads,
-            N,
-            hi,
-            ho,
-            input,
-            hi as isize,
-            1,
-            &bufs.w[l],
-            1,
-            hi as isize,
-            &mut bufs.z[l],
-        );
-        // dW = zᵀ · input : (ho × N)(N × hi).
-        mm(
-            threads,
-            ho,
-            N,
-            hi,
-            &bufs.z[l],
-            1,
-            ho as isize,
-            input,
-            hi as isize,
-            1,
-            &mut bufs.dw[l],
-        );
-        if l > 0 {
-            // da = z · W : (N × ho)(ho × hi).
-            mm(
-                threads,
-                N,
-                ho,
-                hi,
-                &bufs.z[l],
-                ho as isize,
-                1,
-                &bufs.w[l],
-                hi as isize,
-                1,
-                &mut bufs.da[l - 1],
-            );
-        }
-    }
+    gradient_gemms(spec, bufs, |a, b, c| mm(threads, a, b, c));
 }
 
 /// Row-split matrixmultiply sgemm: `C (m × n, row-major) = A (m × k) · B (k × n)`.
-#[allow(clippy::too_many_arguments)]
-fn mm(
-    t: usize,
-    m: usize,
-    k: usize,
-    n: usize,
-    a: &[f32],
-    rsa: isize,
-    csa: isize,
-    b: &[f32],
-    rsb: isize,
-    csb: isize,
-    c: &mut [f32],
-) {
+fn mm(t: usize, a: Operand<'_>, b: Operand<'_>, c: &mut [f32]) {
     use rayon::prelude::*;
+    let ((m, k), n) = (a.shape(), b.shape().1);
+    let ((rsa, csa), (rsb, csb)) = (a.strides(), b.strides());
+    let (a, b) = (a.data, b.data);
     let rows = m.div_ceil(t.max(1));
     c[..m * n]
         .par_chunks_mut(rows * n)
@@ -136,7 +142,8 @@ fn mm(
         .for_each(|(i, cc)| {
             let r0 = i * rows;
             let mr = cc.len() / n;
-            // SAFETY: the pointers address in-bounds row ranges of a, b and cc with the given strides.
+            // SAFETY: the operands hold at least rows × cols elements (checked in Operand::new), so
+            // the pointers address in-bounds row ranges of a, b and cc with these strides.
             unsafe {
                 matrixmultiply::sgemm(
                     mr,

@@ -31,26 +31,41 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// Require success and return stdout.
+fn succeeded(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "failed ({:?}):\n{}{}",
+        o.status.code(),
+        stdout(o),
+        stderr(o)
+    );
+    stdout(o)
+}
+
+/// Require exit code `code` and return stderr.
+fn failed_with(o: &Output, code: i32) -> String {
+    assert_eq!(o.status.code(), Some(code), "{}{}", stdout(o), stderr(o));
+    stderr(o)
+}
+
+/// Require every one of `parts` in `text`.
+fn assert_contains(text: &str, parts: &[&str]) {
+    for part in parts {
+        assert!(text.contains(part), "missing '{part}' in:\n{text}");
+    }
+}
+
 /// Run with `--json`, require success, and parse stdout.
 fn run_json(args: &[&str]) -> Value {
     let mut a = args.to_vec();
     a.push("--json");
-    let o = run(&a);
-    assert!(
-        o.status.success(),
-        "eosbench {args:?} failed ({:?}):\n{}{}",
-        o.status.code(),
-        stdout(&o),
-        stderr(&o)
-    );
-    serde_json::from_slice(&o.stdout).expect("stdout is JSON")
+    serde_json::from_str(&succeeded(&run(&a))).expect("stdout is JSON")
 }
 
 #[test]
 fn help_lists_every_subcommand_with_a_summary() {
-    let o = run(&["--help"]);
-    assert!(o.status.success());
-    let out = stdout(&o);
+    let out = succeeded(&run(&["--help"]));
     for (cmd, words) in [
         ("data", "Dataset"),
         ("init", "checkpoint"),
@@ -64,32 +79,26 @@ fn help_lists_every_subcommand_with_a_summary() {
             .unwrap_or_else(|| panic!("no line for '{cmd}' in --help:\n{out}"));
         assert!(line.contains(words), "'{cmd}' help line: {line}");
     }
-    for opt in ["--threads", "--data-dir", "--json"] {
-        assert!(out.contains(opt), "--help lacks {opt}:\n{out}");
-    }
-    let o = run(&["data", "--help"]);
-    assert!(o.status.success());
-    assert!(stdout(&o).contains("verify"), "{}", stdout(&o));
+    assert_contains(&out, &["--threads", "--data-dir", "--json"]);
+    assert_contains(&succeeded(&run(&["data", "--help"])), &["verify"]);
 }
 
 #[test]
 fn usage_errors_exit_2() {
-    let o = run(&["frobnicate"]);
-    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    failed_with(&run(&["frobnicate"]), 2);
     // init needs an architecture.
-    let o = run(&["init", "--out", "/tmp/never-written.safetensors"]);
-    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-    // --params and --preset are exclusive.
-    let o = run(&["loss", "--preset", "fc-tanh", "--params", "x.safetensors"]);
-    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-    // A step must be positive.
-    let o = run(&["verify", "--steps", "1e-4,-1"]);
-    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-    assert!(
-        stderr(&o).contains("not a positive number"),
-        "{}",
-        stderr(&o)
+    failed_with(
+        &run(&["init", "--out", "/tmp/never-written.safetensors"]),
+        2,
     );
+    // --params and --preset are exclusive.
+    failed_with(
+        &run(&["loss", "--preset", "fc-tanh", "--params", "x.safetensors"]),
+        2,
+    );
+    // A step must be positive.
+    let err = failed_with(&run(&["verify", "--steps", "1e-4,-1"]), 2);
+    assert_contains(&err, &["not a positive number"]);
 }
 
 #[test]
@@ -101,11 +110,9 @@ fn unknown_preset_is_a_clear_usage_error() {
         "--dataset",
         "synthetic-10",
     ]);
-    assert_eq!(o.status.code(), Some(2));
-    let err = stderr(&o);
+    let err = failed_with(&o, 2);
     assert!(err.starts_with("error:"), "{err}");
-    assert!(err.contains("unknown preset 'fc-sigmoid'"), "{err}");
-    assert!(err.contains("fc-tanh") && err.contains("fc-relu"), "{err}");
+    assert_contains(&err, &["unknown preset 'fc-sigmoid'", "fc-tanh", "fc-relu"]);
 }
 
 #[test]
@@ -116,12 +123,9 @@ fn missing_data_dir_names_the_path_and_the_fix() {
 
     // From the flag.
     let o = run(&["loss", "--preset", "fc-tanh", "--data-dir", missing_s]);
-    assert_eq!(o.status.code(), Some(1));
-    let err = stderr(&o);
+    let err = failed_with(&o, 1);
     assert!(err.starts_with("error: "), "{err}");
-    assert!(err.contains(missing_s), "{err}");
-    assert!(err.contains("--data-dir"), "{err}");
-    assert!(err.contains("EOSBENCH_DATA"), "{err}");
+    assert_contains(&err, &[missing_s, "--data-dir", "EOSBENCH_DATA"]);
     assert!(
         stdout(&o).is_empty(),
         "no result on failure: {}",
@@ -130,13 +134,8 @@ fn missing_data_dir_names_the_path_and_the_fix() {
 
     // From the environment variable.
     let o = run_with_env(&["data", "verify"], Some(("EOSBENCH_DATA", missing_s)));
-    assert_eq!(o.status.code(), Some(1));
-    let err = stderr(&o);
-    assert!(err.contains(missing_s), "{err}");
-    assert!(
-        err.contains("the EOSBENCH_DATA environment variable"),
-        "{err}"
-    );
+    let err = failed_with(&o, 1);
+    assert_contains(&err, &[missing_s, "the EOSBENCH_DATA environment variable"]);
 }
 
 #[test]
@@ -150,10 +149,8 @@ fn missing_checkpoint_is_a_clear_runtime_error() {
         "--dataset",
         "synthetic-10",
     ]);
-    assert_eq!(o.status.code(), Some(1));
-    let err = stderr(&o);
-    assert!(err.contains("absent.safetensors"), "{err}");
-    assert!(err.contains("does not exist"), "{err}");
+    let err = failed_with(&o, 1);
+    assert_contains(&err, &["absent.safetensors", "does not exist"]);
 }
 
 #[test]
@@ -172,7 +169,7 @@ fn network_and_data_shapes_must_agree() {
         "--out",
         ckpt_s,
     ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    succeeded(&o);
     // A fake CIFAR directory has d = 3072 and 10 classes; the checkpoint takes 7 inputs.
     let cifar = scratch.path.join("cifar");
     std::fs::create_dir_all(&cifar).unwrap();
@@ -186,12 +183,8 @@ fn network_and_data_shapes_must_agree() {
         "--data-dir",
         cifar.to_str().unwrap(),
     ]);
-    assert_eq!(o.status.code(), Some(1));
-    let err = stderr(&o);
-    assert!(
-        err.contains("dimension 7") && err.contains("d = 3072"),
-        "{err}"
-    );
+    let err = failed_with(&o, 1);
+    assert_contains(&err, &["dimension 7", "d = 3072"]);
 }
 
 #[test]
@@ -200,20 +193,13 @@ fn data_verify_reports_files_that_are_not_the_official_release() {
     eosbench::data::write_fake_cifar_dir(&scratch.path, 12, 9).expect("fake CIFAR files");
     let dir = scratch.path.to_str().unwrap();
     let o = run(&["data", "verify", "--data-dir", dir]);
-    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    let out = stdout(&o);
-    assert!(
-        out.contains("SHA-256 MISMATCH"),
-        "the report is printed:\n{out}"
-    );
-    assert!(out.contains("NOT OK"), "{out}");
-    let err = stderr(&o);
-    assert!(
-        err.starts_with("error: ") && err.contains("do not match the official"),
-        "{err}"
-    );
+    let err = failed_with(&o, 1);
+    // The report is printed.
+    assert_contains(&stdout(&o), &["SHA-256 MISMATCH", "NOT OK"]);
+    assert!(err.starts_with("error: "), "{err}");
+    assert_contains(&err, &["do not match the official"]);
     let o = run(&["data", "verify", "--data-dir", dir, "--json"]);
-    assert_eq!(o.status.code(), Some(1));
+    failed_with(&o, 1);
     let v: Value = serde_json::from_slice(&o.stdout).expect("JSON report");
     assert_eq!(v["all_ok"], false);
     assert_eq!(v["files"].as_array().unwrap().len(), 6);
@@ -233,20 +219,22 @@ fn init_then_loss_round_trip(dtype: &str, dir: &Path) {
     assert_eq!(wrote["seed"], 5);
     assert!(ckpt.is_file());
 
-    let common = [
-        "--dataset",
-        "synthetic-64",
-        "--threads",
-        "1",
-        "--dtype",
-        dtype,
-    ];
-    let mut from_seed = vec!["loss", "--preset", "fc-tanh", "--seed", "5"];
-    from_seed.extend_from_slice(&common);
-    let mut from_file = vec!["loss", "--params", ckpt_s];
-    from_file.extend_from_slice(&common);
-    let a = run_json(&from_seed);
-    let b = run_json(&from_file);
+    // `loss --json` of the network `net` on the same data, threads and precision.
+    let loss_of = |net: &[&str]| {
+        let mut args = vec!["loss"];
+        args.extend_from_slice(net);
+        args.extend_from_slice(&[
+            "--dataset",
+            "synthetic-64",
+            "--threads",
+            "1",
+            "--dtype",
+            dtype,
+        ]);
+        run_json(&args)
+    };
+    let a = loss_of(&["--preset", "fc-tanh", "--seed", "5"]);
+    let b = loss_of(&["--params", ckpt_s]);
     // Same parameters bit for bit, same data, same kernels: identical loss and accuracy.
     assert_eq!(a["loss"], b["loss"], "{a}\n{b}");
     assert_eq!(a["accuracy"], b["accuracy"]);
@@ -257,19 +245,7 @@ fn init_then_loss_round_trip(dtype: &str, dir: &Path) {
     // Untrained 10-output net, MSE against one-hot targets: about ½·(1 + small outputs²).
     assert!(loss > 0.3 && loss < 2.0, "loss {loss}");
     // A different seed is a different point.
-    let c = run_json(&[
-        "loss",
-        "--preset",
-        "fc-tanh",
-        "--seed",
-        "6",
-        "--dataset",
-        "synthetic-64",
-        "--threads",
-        "1",
-        "--dtype",
-        dtype,
-    ]);
+    let c = loss_of(&["--preset", "fc-tanh", "--seed", "6"]);
     assert_ne!(a["loss"], c["loss"]);
 }
 
@@ -297,11 +273,11 @@ fn text_output_of_loss_and_init() {
         "--out",
         ckpt.to_str().unwrap(),
     ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let out = stdout(&o);
     // p = (12·8 + 8) + (8·8 + 8) + (8·3 + 3) = 203.
-    assert!(out.contains("12-8-8-3 gelu, p = 203"), "{out}");
-    assert!(out.contains("net.safetensors"), "{out}");
+    assert_contains(
+        &succeeded(&o),
+        &["12-8-8-3 gelu, p = 203", "net.safetensors"],
+    );
     let o = run(&[
         "loss",
         "--params",
@@ -311,13 +287,19 @@ fn text_output_of_loss_and_init() {
         "--loss",
         "ce",
     ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let out = stdout(&o);
-    for key in ["dataset:", "n:", "model:", "loss:", "accuracy:", "seconds:"] {
-        assert!(out.contains(key), "missing '{key}' in:\n{out}");
-    }
-    assert!(out.contains("p = 203"), "{out}");
-    assert!(out.contains("synthetic-30"), "{out}");
+    assert_contains(
+        &succeeded(&o),
+        &[
+            "dataset:",
+            "n:",
+            "model:",
+            "loss:",
+            "accuracy:",
+            "seconds:",
+            "p = 203",
+            "synthetic-30",
+        ],
+    );
 }
 
 fn verify_json(extra: &[&str]) -> Output {
@@ -389,13 +371,12 @@ fn verify_passes_on_small_custom_nets() {
 fn verify_fails_with_exit_1_above_tolerance() {
     // No finite difference agrees to 1e-15 relative.
     let o = verify_json(&["--tol-grad", "1e-15"]);
-    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = failed_with(&o, 1);
     let v: Value = serde_json::from_slice(&o.stdout).expect("the results are still printed");
     assert_eq!(v["all_pass"], false);
     assert_eq!(v["checks"][0]["pass"], false);
-    let err = stderr(&o);
     assert!(err.starts_with("error: derivative check failed"), "{err}");
-    assert!(err.contains("gradient vs FD of loss"), "{err}");
+    assert_contains(&err, &["gradient vs FD of loss"]);
 }
 
 #[test]
@@ -404,17 +385,13 @@ fn real_data_commands() {
         return;
     };
     let dir = dir.to_str().expect("utf-8 data path");
-    let o = run(&["data", "verify", "--data-dir", dir]);
-    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
-    let out = stdout(&o);
-    assert!(out.contains("ALL OK"), "{out}");
-    assert!(
-        out.contains("first ten labels: 6 9 9 4 1 1 2 7 8 3"),
-        "{out}"
-    );
-    assert!(
-        out.contains("first ten labels: 3 8 8 0 6 6 1 6 3 1"),
-        "{out}"
+    assert_contains(
+        &succeeded(&run(&["data", "verify", "--data-dir", dir])),
+        &[
+            "ALL OK",
+            "first ten labels: 6 9 9 4 1 1 2 7 8 3",
+            "first ten labels: 3 8 8 0 6 6 1 6 3 1",
+        ],
     );
     let v = run_json(&["data", "verify", "--data-dir", dir]);
     assert_eq!(v["all_ok"], true);
@@ -429,11 +406,7 @@ fn real_data_commands() {
         "--data-dir",
         dir,
     ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let out = stdout(&o);
-    assert!(out.contains("p = 656810"), "{out}");
-    assert!(out.contains("cifar10-5k"), "{out}");
-    assert!(out.contains("n:") && out.contains("5000"), "{out}");
+    assert_contains(&succeeded(&o), &["p = 656810", "cifar10-5k", "n:", "5000"]);
 }
 
 #[test]
@@ -490,4 +463,24 @@ fn sharpness_finds_top_eigenvalues_and_saves_vectors() {
     let g0 = g["values"][0].as_f64().unwrap();
     assert!(g0 > 0.0 && (g0 - vals[0]).abs() < 0.5 * vals[0], "{g}");
     std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn sharpness_help_keeps_its_dtype_note_under_precision() {
+    let out = succeeded(&run(&["sharpness", "--help"]));
+    let at = |s: &str| {
+        out.find(s)
+            .unwrap_or_else(|| panic!("no '{s}' in sharpness --help:\n{out}"))
+    };
+    let order = [
+        "Model:",
+        "Data:",
+        "Precision:",
+        "Lanczos runs in f64 either way",
+        "Solver:",
+        "Output:",
+    ];
+    for pair in order.windows(2) {
+        assert!(at(pair[0]) < at(pair[1]), "{pair:?} out of order:\n{out}");
+    }
 }

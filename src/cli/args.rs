@@ -1,4 +1,5 @@
-//! Options shared by several subcommands and their resolution into a spec, parameters and data.
+//! Options shared by several subcommands and their resolution into a spec, parameters, data and
+//! a [`Net`] on them.
 //!
 //! A network is one of: a preset (`--preset fc-tanh`), a custom MLP (`--widths 200,200
 //! --activation tanh [--input-dim 3072 --classes 10]`), or a checkpoint (`--params FILE`, which
@@ -12,12 +13,13 @@
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::time::Instant;
 
 use clap::{Args, ValueEnum};
 
 use super::CliError;
 use crate::data::{synthetic, DataDir, Dataset, DatasetName};
-use crate::mlp::Data;
+use crate::mlp::{Data, Net, NetConfig};
 use crate::model::{init_params, load_checkpoint, Activation, Loss, MlpSpec, Params, Preset};
 use crate::real::Real;
 
@@ -94,7 +96,7 @@ impl SpecArgs {
     }
 }
 
-/// A network for `loss` and `verify`: fresh (spec + seed) or from a checkpoint.
+/// A network for `loss`, `sharpness` and `verify`: fresh (spec + seed) or from a checkpoint.
 #[derive(Args, Clone, Debug)]
 #[command(next_help_heading = "Model")]
 pub struct ModelArgs {
@@ -302,4 +304,63 @@ pub fn check_shapes(ds: &Dataset, spec: &MlpSpec) -> Result<(), CliError> {
 /// The dataset in the kernel precision `T` (f32 → f64 is exact).
 pub fn to_data<T: Real>(ds: &Dataset) -> Data<T> {
     Data::new(ds.features::<T>(), ds.labels.clone(), ds.d, ds.classes)
+}
+
+/// The network, the data and the precision of `loss` and `sharpness`.
+#[derive(Args, Clone, Debug)]
+pub struct NetArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+
+    #[command(flatten)]
+    pub data: DataArgs,
+
+    /// Precision of parameters, data and kernels
+    #[arg(long, value_enum, default_value_t = Dtype::F32, help_heading = "Precision")]
+    pub dtype: Dtype,
+}
+
+impl NetArgs {
+    /// [`load_net`] of these options in precision `T` (the caller dispatches on `dtype`).
+    pub fn load<T: Real>(&self, dir: &DataDir) -> Result<LoadedNet<T>, CliError> {
+        load_net(&self.model, &self.data, dir)
+    }
+}
+
+/// A network ready to evaluate: its parameters and where they came from, the dataset, and the
+/// [`Net`] of the parameters' spec and the chosen loss on that dataset.
+pub struct LoadedNet<T> {
+    pub params: Params<T>,
+    pub source: ModelSource,
+    pub ds: Dataset,
+    /// Seconds spent reading (or generating) the dataset.
+    pub data_seconds: f64,
+    pub net: Net<T>,
+}
+
+/// Loads the parameters of `model` (the fc-tanh preset when no architecture is given), then the
+/// dataset of `data` checked against their spec, and builds the network in precision `T` with
+/// the default [`NetConfig`].
+pub fn load_net<T: Real>(
+    model: &ModelArgs,
+    data: &DataArgs,
+    dir: &DataDir,
+) -> Result<LoadedNet<T>, CliError> {
+    let (params, source) = model.load::<T>(Preset::FcTanh)?;
+    let t = Instant::now();
+    let ds = data.load(dir, &params.spec)?;
+    let data_seconds = t.elapsed().as_secs_f64();
+    let net = Net::new(
+        &params.spec,
+        data.loss,
+        to_data::<T>(&ds),
+        NetConfig::default(),
+    );
+    Ok(LoadedNet {
+        params,
+        source,
+        ds,
+        data_seconds,
+        net,
+    })
 }

@@ -24,8 +24,8 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 pub use args::{
-    check_shapes, DataArgs, DatasetChoice, Dtype, ModelArgs, ModelSource, SpecArgs,
-    DEFAULT_CLASSES, DEFAULT_INPUT_DIM,
+    check_shapes, load_net, DataArgs, DatasetChoice, Dtype, LoadedNet, ModelArgs, ModelSource,
+    NetArgs, SpecArgs, DEFAULT_CLASSES, DEFAULT_INPUT_DIM,
 };
 pub use data_cmd::{data_verify, report_json};
 pub use error::CliError;

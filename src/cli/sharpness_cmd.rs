@@ -7,12 +7,11 @@ use std::time::Instant;
 use clap::{Args, ValueEnum};
 use serde_json::json;
 
-use super::args::{to_data, DataArgs, Dtype, ModelArgs};
+use super::args::{Dtype, LoadedNet, NetArgs};
 use super::{key_values, CliError, Context, Output};
 use crate::eig::{LanczosParams, Status, Which};
 use crate::hvp::top_eigenpairs;
-use crate::mlp::{Curvature, Net, NetConfig};
-use crate::model::{Params, Preset};
+use crate::mlp::Curvature;
 use crate::real::Real;
 
 /// Which curvature matrix.
@@ -36,16 +35,16 @@ pub enum WhichArg {
 }
 
 #[derive(Args, Clone, Debug)]
+// The shared `--dtype`, with what it means here. `mut_args` edits it in place; `mut_arg` would
+// move it, and its help heading, to the end of the help.
+#[command(mut_args(|a| if a.get_id() == "dtype" {
+    a.help("Precision of parameters, data and kernels (Lanczos runs in f64 either way)")
+} else {
+    a
+}))]
 pub struct SharpnessArgs {
     #[command(flatten)]
-    pub model: ModelArgs,
-
-    #[command(flatten)]
-    pub data: DataArgs,
-
-    /// Precision of parameters, data and kernels (Lanczos runs in f64 either way)
-    #[arg(long, value_enum, default_value_t = Dtype::F32, help_heading = "Precision")]
-    pub dtype: Dtype,
+    pub net: NetArgs,
 
     /// Number of eigenvalues
     #[arg(short = 'k', long, default_value_t = 1, help_heading = "Solver")]
@@ -85,22 +84,21 @@ pub struct SharpnessArgs {
 }
 
 pub fn sharpness(args: &SharpnessArgs, ctx: &Context) -> Result<Output, CliError> {
-    match args.dtype {
+    match args.net.dtype {
         Dtype::F32 => run::<f32>(args, ctx),
         Dtype::F64 => run::<f64>(args, ctx),
     }
 }
 
 fn run<T: Real>(args: &SharpnessArgs, ctx: &Context) -> Result<Output, CliError> {
-    let (params, source): (Params<T>, _) = args.model.load::<T>(Preset::FcTanh)?;
-    let spec = params.spec.clone();
-    let ds = args.data.load(&ctx.data_dir, &spec)?;
-    let mut net = Net::new(
-        &spec,
-        args.data.loss,
-        to_data::<T>(&ds),
-        NetConfig::default(),
-    );
+    let LoadedNet {
+        params,
+        source,
+        ds,
+        mut net,
+        ..
+    } = args.net.load::<T>(&ctx.data_dir)?;
+    let spec = &params.spec;
     let t0 = Instant::now();
     let mut grad = vec![T::ZERO; spec.num_params()];
     let ev = net.gradient(&params.data, &mut grad, ctx.par);
@@ -142,10 +140,13 @@ fn run<T: Real>(args: &SharpnessArgs, ctx: &Context) -> Result<Output, CliError>
             "loss",
             format!(
                 "{} = {:.9}, accuracy {:.4}",
-                args.data.loss, ev.loss, ev.accuracy
+                args.net.data.loss, ev.loss, ev.accuracy
             ),
         ),
-        ("operator", format!("{:?}, {} kernels", curv, args.dtype)),
+        (
+            "operator",
+            format!("{:?}, {} kernels", curv, args.net.dtype),
+        ),
         (
             "solver",
             format!(
@@ -184,8 +185,8 @@ fn run<T: Real>(args: &SharpnessArgs, ctx: &Context) -> Result<Output, CliError>
     }
     let json = json!({
         "dataset": ds.name, "n": ds.n, "spec": spec, "describe": spec.describe(), "p": p,
-        "model": source.to_json(), "loss_fn": args.data.loss.name(), "loss": ev.loss,
-        "accuracy": ev.accuracy, "dtype": args.dtype.name(),
+        "model": source.to_json(), "loss_fn": args.net.data.loss.name(), "loss": ev.loss,
+        "accuracy": ev.accuracy, "dtype": args.net.dtype.name(),
         "curvature": format!("{curv:?}"), "k": args.k, "block": args.block, "tol": args.tol,
         "values": r.values, "residuals": r.residuals, "status": format!("{:?}", r.status),
         "products": r.products, "iterations": r.iterations, "restarts": r.restarts,

@@ -39,10 +39,9 @@ use rand_xoshiro::rand_core::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use serde_json::{json, Value};
 
-use super::args::{to_data, DataArgs, ModelArgs};
+use super::args::{load_net, to_data, DataArgs, LoadedNet, ModelArgs};
 use super::{CliError, Context, Output};
 use crate::mlp::{Curvature, Net, NetConfig};
-use crate::model::Preset;
 
 /// Parses a positive finite number (tolerances, steps).
 fn positive(s: &str) -> Result<f64, String> {
@@ -185,17 +184,17 @@ impl Check {
 pub fn verify(args: &VerifyArgs, ctx: &Context) -> Result<Output, CliError> {
     let t_all = Instant::now();
     let k = args.directions as usize;
-    let (params, source) = args.model.load::<f64>(Preset::FcTanh)?;
-    let spec = params.spec.clone();
+    let LoadedNet {
+        params,
+        source,
+        ds,
+        data_seconds: data_s,
+        mut net,
+    } = load_net::<f64>(&args.model, &args.data, &ctx.data_dir)?;
+    let spec = params.spec;
     let p = spec.num_params();
     let theta = params.data;
-
-    let t = Instant::now();
-    let ds = args.data.load(&ctx.data_dir, &spec)?;
-    let data_s = t.elapsed().as_secs_f64();
-
     let loss = args.data.loss;
-    let mut net = Net::new(&spec, loss, to_data::<f64>(&ds), NetConfig::default());
     let dirs = random_unit_directions(p, k, args.direction_seed);
     let theta_norm = norm(&theta);
     let scale = theta_norm.max(1.0);

@@ -295,15 +295,7 @@ impl<'a> Solver<'a> {
                 });
 
             // 5. Second projection, Gram of the residual block, deflation.
-            tiles::subtract_then(
-                par,
-                &mut self.tiles,
-                ma,
-                c,
-                Some(&self.g2[..ma * c]),
-                Then::Gram,
-                &mut self.red,
-            );
+            self.gs_pass(ma, c, true, Then::Gram);
             let r = self.svqb(c, self.prm.deflation_tol * nu)?;
 
             if r == 0 && ma >= k {
@@ -446,40 +438,31 @@ impl<'a> Solver<'a> {
     /// Two classical Gram–Schmidt passes of `X[:, ..c]` against `Q[:, ..m]`; leaves the Gram of
     /// the result in `red`.
     fn cgs2_gram(&mut self, m: usize, c: usize) {
-        let par = self.prm.par;
         if m == 0 {
-            tiles::subtract_then(par, &mut self.tiles, 0, c, None, Then::Gram, &mut self.red);
+            self.gs_pass(0, c, false, Then::Gram);
             return;
         }
+        self.gs_pass(m, c, false, Then::Project);
+        self.gs_pass(m, c, true, Then::Project);
+        self.gs_pass(m, c, true, Then::Gram);
+    }
+
+    /// One pass over `X[:, ..c]`: `X −= Q[:, ..m] G` with the projection `G` (`m × c`) kept in
+    /// `g2` when `subtract`, then the reduction `then` into `red`. After [`Then::Project`] the
+    /// new projection `Q[:, ..m]ᵀ X` replaces `G` in `g2`, for the next pass.
+    fn gs_pass(&mut self, m: usize, c: usize, subtract: bool, then: Then) {
         tiles::subtract_then(
-            par,
+            self.prm.par,
             &mut self.tiles,
             m,
             c,
-            None,
-            Then::Project,
+            subtract.then(|| &self.g2[..m * c]),
+            then,
             &mut self.red,
         );
-        self.g2[..m * c].copy_from_slice(&self.red[..m * c]);
-        tiles::subtract_then(
-            par,
-            &mut self.tiles,
-            m,
-            c,
-            Some(&self.g2[..m * c]),
-            Then::Project,
-            &mut self.red,
-        );
-        self.g2[..m * c].copy_from_slice(&self.red[..m * c]);
-        tiles::subtract_then(
-            par,
-            &mut self.tiles,
-            m,
-            c,
-            Some(&self.g2[..m * c]),
-            Then::Gram,
-            &mut self.red,
-        );
+        if then == Then::Project {
+            self.g2[..m * c].copy_from_slice(&self.red[..m * c]);
+        }
     }
 
     /// Writes seeded random columns `c0..c1` of `X`, each of expected unit norm
