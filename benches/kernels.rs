@@ -171,6 +171,7 @@ struct RoofBufs {
     z: Vec<Vec<f32>>,
     act: Vec<Vec<f32>>,
     dw: Vec<Vec<f32>>,
+    /// `da_{l}` (input gradient of layer `l + 1`), `N × h_{l+1}`.
     da: Vec<Vec<f32>>,
 }
 
@@ -190,7 +191,7 @@ impl RoofBufs {
                 .clone()
                 .map(|l| vec![0.0; dims[l] * dims[l + 1]])
                 .collect(),
-            da: layers.map(|l| vec![0.0; N * dims[l]]).collect(),
+            da: layers.map(|l| vec![0.0; N * dims[l + 1]]).collect(),
         }
     }
 }
