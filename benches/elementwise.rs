@@ -1,5 +1,6 @@
 //! Elementwise kernels on the Figure-1 hidden-layer shape (5000 × 200, f32; b = 4 directions),
-//! every supported kernel path. Short settings: `cargo bench --bench elementwise`.
+//! every supported kernel path, `bias_act` for every activation (inputs in [−4, 4]). Short
+//! settings: `cargo bench --bench elementwise` (`-- bias_act` for the activations only).
 
 use std::time::Duration;
 
@@ -32,7 +33,7 @@ fn elementwise(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(1));
     for path in KernelPath::supported() {
         group.throughput(Throughput::Elements(n as u64));
-        for act in [Activation::Tanh, Activation::Relu] {
+        for act in Activation::ALL {
             let id = BenchmarkId::new(format!("bias_act_{act}"), path);
             group.bench_function(id, |bch| {
                 bch.iter(|| {

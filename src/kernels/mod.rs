@@ -3,8 +3,10 @@
 //!
 //! - [`path`]: the [`KernelPath`] (reference / AVX2 / AVX-512), detected once at run time,
 //!   overridable with `EOSBENCH_KERNEL`, recorded in result files.
-//! - [`special`]: `erf`/`erfc` (f64) and the vectorizable rational f32 `tanh`.
-//! - [`act`]: scalar reference `σ`, `σ'`, `σ''` of every activation.
+//! - [`special`]: `erf`/`erfc` (f64), the vectorizable rational f32 `tanh`, and branch-free f64
+//!   `exp`, `ln(1+u)`, `erfcx`, `erfc` for SIMD lanes.
+//! - [`act`]: scalar reference `σ`, `σ'`, `σ''` of every activation, and the fast (vectorizable)
+//!   f32 softplus and GELU twins.
 //! - [`elementwise`]: the fused per-layer passes (bias + activation + derivative caches, backward
 //!   products, R-forward/R-backward products, column sums), dispatched on the path.
 //!
@@ -18,7 +20,7 @@ pub mod gemm;
 pub mod path;
 pub mod special;
 
-pub use act::{act_f64, act_ref, ActValues};
+pub use act::{act_f64, act_ref, gelu_f32, softplus_f32, ActValues};
 pub use elementwise::{add_bias, bias_act, bwd_act, col_sums, rbwd_act, rfwd_act};
 pub use path::{kernel_path, try_kernel_path, KernelPath, KernelPathError, KERNEL_ENV};
 pub use special::{erf, erfc, tanh_f32};

@@ -20,7 +20,7 @@ pub const KERNEL_ENV: &str = "EOSBENCH_KERNEL";
 /// Results are bit-identical across thread counts for one path. `Avx2` and `Avx512` compute
 /// identical per-element formulas (only the vector width differs), so they agree bitwise too;
 /// `Reference` may differ from them in the last bits where a fast approximation is used
-/// (f32 tanh).
+/// (f32 tanh, softplus, gelu).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum KernelPath {
     /// Plain scalar code, transcendental functions evaluated in f64: the slow twin of every kernel.
