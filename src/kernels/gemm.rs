@@ -1,12 +1,11 @@
 //! GEMM on row-major buffers, through faer, with deterministic blocking.
 //!
 //! Every product here is `C (=|+=) A·B` where `A`, `B`, `C` are faer views over row-major slices
-//! (transposes are free views). Parallel variants split the *output* into blocks whose size
-//! depends only on the problem shape, give each block to one task and call faer with
-//! `Par::Seq` inside; the reduction dimension is never split across threads. So a result is
-//! bit-identical for every thread count (DESIGN §5), and nested parallelism never
-//! oversubscribes (faer sequential inside rayon tasks measured at ≈ 198 GFLOP/s on 2 cores,
-//! rust-feasibility §6).
+//! (transposes are free views). Parallel variants cut the output (and, for small outputs with a
+//! long inner dimension, the inner dimension) into pieces whose sizes depend only on the problem
+//! shape, give each piece to one task that calls faer with `Par::Seq`, and add partial products
+//! in a fixed order. So a result is bit-identical for every thread count (DESIGN §5), and nested
+//! parallelism never oversubscribes.
 
 use crate::par::Par;
 use crate::real::Real;
@@ -66,36 +65,99 @@ pub fn gemm<T: Real>(c: MatMut<'_, T>, accum: Accum, a: MatRef<'_, T>, b: MatRef
 }
 
 /// Output tiles `(rows, cols)` for an `m × n` product: rows in tiles of at most 256 (so a tall
-/// output, such as `b` stacked directions, is cut into per-direction-sized pieces), columns cut so
-/// that there are about 16 tiles in all, each at least 64 columns wide. A function of the shape
-/// only, never of the thread count.
+/// output, such as `b` stacked directions, is cut into per-direction-sized pieces), columns cut
+/// into at most `16 / row tiles` pieces of at least 128 columns. A function of the shape only,
+/// never of the thread count.
 ///
-/// Why: every tile is one sequential GEMM that packs its own copy of the left operand's rows, so
-/// tiles must be large enough for that packing to stay small next to the arithmetic (measured on
-/// the first-layer sum `(b·h) × 5000 · 5000 × 3072`: 800 × 192 tiles run at 0.88 × the rate of
-/// 200 × 768 tiles), yet numerous enough to keep 16 threads busy.
+/// Why: every tile is one sequential GEMM that packs its own copy of its rows of the left
+/// operand (`m × k`, with `k` = all the examples of a batch), so a tile must be wide enough for
+/// that packing to stay small next to its `2·rows·cols·k` flops (measured on the first-layer sum
+/// `(b·h) × 5000 · 5000 × 3072`: 800 × 192 tiles ran at 0.88 × the rate of 200 × 768 tiles), yet
+/// tiles must be numerous enough to keep 16 threads busy; [`gemm_par`] splits `k` as well when
+/// the output alone gives too few tiles.
 pub fn output_tiles(m: usize, n: usize) -> (usize, usize) {
     let row_tiles = m.div_ceil(256).max(1);
     let rt = m.div_ceil(row_tiles).max(1);
-    let col_tiles = 16usize.div_ceil(row_tiles);
+    let col_tiles = 16usize.div_ceil(row_tiles).min(n / 128).max(1);
     let ct = n.div_ceil(col_tiles).div_ceil(16) * 16;
-    (rt, ct.max(64).min(n.max(1)))
+    (rt, ct.min(n).max(1))
 }
 
-/// `C (=|+=) Σ_s A_s·B_s` where the sum over `s` runs in index order; the output is cut into the
-/// tiles of [`output_tiles`], one task per tile. `terms(s)` yields the views of term `s`.
+/// Number of consecutive pieces the reduction dimension `k` of a product with `tiles` output
+/// tiles is cut into: enough for about 8 tasks in all, each piece at least 1024 long.
+pub fn k_splits(tiles: usize, k: usize) -> usize {
+    if tiles >= 8 {
+        return 1;
+    }
+    8usize.div_ceil(tiles.max(1)).min(k / 1024).max(1)
+}
+
+/// `C (=|+=) A·B` on the pool of `par`: the output is cut into the tiles of [`output_tiles`],
+/// one task per tile. When that gives fewer than 8 tiles and `k` is long (the parameter sums of
+/// small layers, whose inner dimension is the number of examples), `k` is cut into the
+/// [`k_splits`] consecutive pieces as well: each (tile, piece) task writes its own partial
+/// product, and the partials are added to `C` in piece order.
 ///
-/// Each output element is computed by one task in a fixed order, so the result does not depend
-/// on the number of threads.
-pub fn gemm_sum<'a, T: Real, F>(par: Par, c: MatMut<'_, T>, accum: Accum, nterms: usize, terms: F)
-where
-    F: Fn(usize) -> (MatRef<'a, T>, MatRef<'a, T>) + Sync,
-{
-    let (m, n) = (c.nrows(), c.ncols());
+/// Every cut depends on the shape only, so the result is bit-identical for every thread count.
+pub fn gemm_par<T: Real>(
+    par: Par,
+    c: MatMut<'_, T>,
+    accum: Accum,
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+) {
+    let (m, n, k) = (c.nrows(), c.ncols(), a.ncols());
     if m == 0 || n == 0 {
         return;
     }
     let (rt, ct) = output_tiles(m, n);
+    let splits = k_splits(m.div_ceil(rt) * n.div_ceil(ct), k);
+    if splits == 1 {
+        tiled(par, c, accum, a, b, (rt, ct));
+        return;
+    }
+    let kc = k.div_ceil(splits);
+    let mut parts = vec![T::ZERO; splits * m * n];
+    let run = |(s, part): (usize, &mut [T])| {
+        let k0 = (s * kc).min(k);
+        let kw = kc.min(k - k0);
+        gemm(
+            view_mut(part, m, n),
+            Accum::Replace,
+            a.subcols(k0, kw),
+            b.subrows(k0, kw),
+        );
+    };
+    match par {
+        Par::Seq => parts.chunks_mut(m * n).enumerate().for_each(run),
+        Par::Rayon => parts.par_chunks_mut(m * n).enumerate().for_each(run),
+    }
+    let mut c = c;
+    for i in 0..m {
+        for j in 0..n {
+            let mut v = if accum == Accum::Add {
+                c[(i, j)]
+            } else {
+                T::ZERO
+            };
+            for part in parts.chunks_exact(m * n) {
+                v += part[i * n + j];
+            }
+            c[(i, j)] = v;
+        }
+    }
+}
+
+/// `C (=|+=) A·B` with one task per output tile of size `(rt, ct)`.
+fn tiled<T: Real>(
+    par: Par,
+    c: MatMut<'_, T>,
+    accum: Accum,
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+    (rt, ct): (usize, usize),
+) {
+    let (m, n) = (c.nrows(), c.ncols());
     let mut tiles: Vec<(usize, usize, MatMut<'_, T>)> = Vec::new();
     let mut rest_rows = c;
     let mut i0 = 0;
@@ -114,16 +176,9 @@ where
         }
         i0 += h;
     }
-    let run = |(i0, j0, mut tile): (usize, usize, MatMut<'_, T>)| {
+    let run = |(i0, j0, tile): (usize, usize, MatMut<'_, T>)| {
         let (h, w) = (tile.nrows(), tile.ncols());
-        if nterms == 0 && accum == Accum::Replace {
-            tile.fill(T::ZERO);
-        }
-        for s in 0..nterms {
-            let (a, b) = terms(s);
-            let acc = if s == 0 { accum } else { Accum::Add };
-            gemm(tile.as_mut(), acc, a.subrows(i0, h), b.subcols(j0, w));
-        }
+        gemm(tile, accum, a.subrows(i0, h), b.subcols(j0, w));
     };
     match par {
         Par::Seq => tiles.into_iter().for_each(run),
@@ -164,17 +219,6 @@ pub fn gemm_rows<T: Real>(
     }
 }
 
-/// `C (=|+=) A·B` with the output split as in [`gemm_sum`].
-pub fn gemm_par<T: Real>(
-    par: Par,
-    c: MatMut<'_, T>,
-    accum: Accum,
-    a: MatRef<'_, T>,
-    b: MatRef<'_, T>,
-) {
-    gemm_sum(par, c, accum, 1, |_| (a, b));
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -211,11 +255,72 @@ mod tests {
         // First-layer sums: one direction (200 rows) and a block of four (800 rows).
         assert_eq!(output_tiles(200, 3072), (200, 192));
         assert_eq!(output_tiles(800, 3072), (200, 768));
-        // Small outputs keep tiles at least 64 wide; narrow ones are one tile wide.
-        assert_eq!(output_tiles(200, 200), (200, 64));
+        // Tiles are at least 128 wide (or the whole width).
+        assert_eq!(output_tiles(200, 200), (200, 200));
+        assert_eq!(output_tiles(200, 800), (200, 144));
         assert_eq!(output_tiles(10, 40), (10, 40));
         // Uneven heights are balanced: 300 rows → two bands of 150.
         assert_eq!(output_tiles(300, 1000).0, 150);
+        // Few tiles and a long inner dimension: split it; many tiles or a short one: don't.
+        assert_eq!(k_splits(1, 5000), 4);
+        assert_eq!(k_splits(1, 50_000), 8);
+        assert_eq!(k_splits(4, 5000), 2);
+        assert_eq!(k_splits(16, 5000), 1);
+        assert_eq!(k_splits(1, 1500), 1);
+    }
+
+    /// Small output, long inner dimension (the inner dimension is split): bit-identical at 1, 2
+    /// and 3 threads, for both `Replace` and `Add`, and equal to a naive product.
+    #[test]
+    fn split_inner_dimension_is_bitwise_stable_and_accumulates() {
+        let (m, n, k) = (30, 20, 5000);
+        assert!(k_splits(1, k) > 1);
+        let a: Vec<f64> = (0..m * k)
+            .map(|i| ((i * 7919) % 101) as f64 / 101.0 - 0.5)
+            .collect();
+        let b: Vec<f64> = (0..k * n)
+            .map(|i| ((i * 104729) % 97) as f64 / 97.0 - 0.5)
+            .collect();
+        let c0: Vec<f64> = (0..m * n).map(|i| i as f64).collect();
+        let mut runs = Vec::new();
+        for threads in [1, 2, 3] {
+            let mut c = c0.clone();
+            crate::par::with_threads(threads, |p| {
+                gemm_par(
+                    p,
+                    view_mut(&mut c, m, n),
+                    Accum::Add,
+                    view(&a, m, k),
+                    view(&b, k, n),
+                )
+            });
+            runs.push(c);
+        }
+        for i in 0..m {
+            for j in 0..n {
+                let dot: f64 = (0..k).map(|t| a[i * k + t] * b[t * n + j]).sum();
+                let got = runs[0][i * n + j];
+                assert!((got - c0[i * n + j] - dot).abs() < 1e-9, "({i},{j})");
+            }
+        }
+        for r in &runs[1..] {
+            assert!(r
+                .iter()
+                .zip(&runs[0])
+                .all(|(x, y)| x.to_bits() == y.to_bits()));
+        }
+        let mut fresh = vec![f64::NAN; m * n];
+        gemm_par(
+            Par::Seq,
+            view_mut(&mut fresh, m, n),
+            Accum::Replace,
+            view(&a, m, k),
+            view(&b, k, n),
+        );
+        assert!(fresh
+            .iter()
+            .zip(runs[0].iter().zip(&c0))
+            .all(|(f, (r, c))| (f - (r - c)).abs() < 1e-9));
     }
 
     /// `C = A·B` by every parallel entry point, at 1, 2 and 3 threads, against a naive product.
