@@ -4,7 +4,9 @@
 //! `cargo bench --bench kernels` — all widths (100, 200, 400, 800) × threads (1, 2);
 //! `EOSBENCH_BENCH_WIDTHS=200 EOSBENCH_BENCH_THREADS=1,2 cargo bench --bench kernels` — a subset;
 //! `cargo bench --bench kernels -- --profile-time 10` — flamegraphs under target/criterion.
-//! Throughput is in FLOP/s of the GEMMs each pass performs (criterion's "elem/s").
+//! Throughput is in FLOP/s of the GEMMs each pass performs (criterion's "elem/s"); the group
+//! `kernels/peak` measures the f32 FMA peak of the machine (independent FMA chains, no memory
+//! traffic) at the same thread counts, the ceiling every rate here is a fraction of.
 
 mod common;
 
@@ -256,9 +258,91 @@ fn bench_kernels(c: &mut Criterion) {
     }
 }
 
+/// Independent FMA chains: enough to cover the FMA latency (4 cycles) on two pipes, few enough
+/// to stay in registers.
+const CHAINS: usize = 16;
+
+/// `iters` rounds of `CHAINS` f32 FMAs on the widest vectors this CPU has; returns a value that
+/// depends on every chain, so nothing is optimized away. FLOPs: `2 · iters · CHAINS · lanes`.
+fn fma_chains(iters: usize) -> (f32, usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::*;
+        #[target_feature(enable = "avx512f")]
+        unsafe fn avx512(iters: usize) -> f32 {
+            let (a, b) = (_mm512_set1_ps(0.999_999), _mm512_set1_ps(1e-7));
+            let mut acc = [_mm512_set1_ps(1.0); CHAINS];
+            for _ in 0..iters {
+                for x in acc.iter_mut() {
+                    *x = _mm512_fmadd_ps(*x, a, b);
+                }
+            }
+            acc.iter().map(|&x| _mm512_reduce_add_ps(x)).sum()
+        }
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn avx2(iters: usize) -> f32 {
+            let (a, b) = (_mm256_set1_ps(0.999_999), _mm256_set1_ps(1e-7));
+            let mut acc = [_mm256_set1_ps(1.0); CHAINS];
+            for _ in 0..iters {
+                for x in acc.iter_mut() {
+                    *x = _mm256_fmadd_ps(*x, a, b);
+                }
+            }
+            let mut lanes = [0f32; 8];
+            let mut s = 0.0;
+            for x in acc {
+                _mm256_storeu_ps(lanes.as_mut_ptr(), x);
+                s += lanes.iter().sum::<f32>();
+            }
+            s
+        }
+        if is_x86_feature_detected!("avx512f") {
+            // SAFETY: AVX-512F was detected at run time.
+            return (unsafe { avx512(iters) }, 16);
+        }
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            // SAFETY: AVX2 and FMA were detected at run time.
+            return (unsafe { avx2(iters) }, 8);
+        }
+    }
+    let mut acc = [1f32; CHAINS];
+    for _ in 0..iters {
+        for x in acc.iter_mut() {
+            *x = x.mul_add(0.999_999, 1e-7);
+        }
+    }
+    (acc.iter().sum(), 1)
+}
+
+/// The machine's f32 FMA peak at each thread count (every thread runs the same chains).
+fn bench_peak(c: &mut Criterion) {
+    use rayon::prelude::*;
+    const ITERS: usize = 1 << 20;
+    let lanes = fma_chains(1).1;
+    let mut g = c.benchmark_group("kernels/peak");
+    g.sampling_mode(common::flat());
+    for &t in &common::thread_counts() {
+        let pool = common::pool(t);
+        g.throughput(Throughput::Elements(
+            (2 * ITERS * CHAINS * lanes * t) as u64,
+        ));
+        g.bench_function(BenchmarkId::new("fma", format!("t{t}")), |bch| {
+            bch.iter(|| {
+                pool.install(|| {
+                    (0..t)
+                        .into_par_iter()
+                        .map(|_| fma_chains(std::hint::black_box(ITERS)).0)
+                        .sum::<f32>()
+                })
+            })
+        });
+    }
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = common::config();
-    targets = bench_kernels
+    targets = bench_peak, bench_kernels
 }
 criterion_main!(benches);
