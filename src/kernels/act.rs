@@ -29,7 +29,7 @@
 //! GELU: `x` comes from an f32, so `x²` is exact in f64 and one `e^{−x²/2}` serves both
 //! `φ(x)` and `Φ(−|x|) = ½ e^{−x²/2} erfcx(|x|/√2)`; `Φ(x) = 1 − Φ(−x)` for `x ≥ 0`.
 
-use super::special::{erfc, erfcx_lanes, exp_lanes, ln1p_lanes};
+use super::special::{erfc, erfcx_lanes, exp_lanes, ln1p_lanes, tanh_f32};
 use crate::model::Activation;
 use crate::real::Real;
 
@@ -99,6 +99,19 @@ pub fn act_f64(act: Activation, x: f64) -> ActValues<f64> {
 
 /// `1/√(2π)`.
 const INV_SQRT_2PI: f64 = 0.398_942_280_401_432_7;
+
+/// Fast f32 tanh `σ`, `σ'`, `σ''` from the rational [`tanh_f32`]: `σ' = (1−a)(1+a)` (relatively
+/// accurate as `|a| → 1`, unlike `1 − a²`), `σ'' = −2aσ'`.
+#[inline(always)]
+pub fn tanh_act_f32(x: f32) -> ActValues<f32> {
+    let a = tanh_f32(x);
+    let d1 = (1.0 - a) * (1.0 + a);
+    ActValues {
+        a,
+        d1,
+        d2: -2.0 * a * d1,
+    }
+}
 
 /// Fast f32 softplus `σ`, `σ'`, `σ''` (branch-free, see the module docs for the error bound).
 #[inline(always)]

@@ -25,7 +25,7 @@
 //! AVX-512F), which LLVM vectorizes at full width. What each path computes:
 //! - products and sums (`add_bias`, `bwd_act`, `rfwd_act`, `rbwd_act`, `col_sums`, and relu/linear
 //!   in `bias_act`): the same operations in the same order on every path, so **bit-identical**;
-//! - f32 tanh: the rational [`tanh_f32`] (abs. error ≤ 4e-8) on the
+//! - f32 tanh: the rational [`tanh_f32`](super::special::tanh_f32) (abs. error ≤ 4e-8) on the
 //!   fast paths, f64 `tanh` rounded to f32 on the reference path;
 //! - f32 softplus and gelu: [`softplus_f32`] / [`gelu_f32`] on the fast paths, the same formulas
 //!   evaluated in f64 lanes with branch-free `exp`, `ln(1+u)`, `erfcx` (relative errors ≲ 2e-15)
@@ -49,9 +49,8 @@ use std::any::TypeId;
 use super::act::{act_ref, ActValues};
 // Used by the x86_64 wrappers only.
 #[cfg_attr(not(target_arch = "x86_64"), allow(unused_imports))]
-use super::act::{gelu_f32, softplus_f32};
+use super::act::{gelu_f32, softplus_f32, tanh_act_f32};
 use super::path::KernelPath;
-use super::special::tanh_f32;
 use crate::model::Activation;
 use crate::real::Real;
 
@@ -92,28 +91,6 @@ fn bias_relu_body<T: Real>(h: usize, z: &mut [T], bias: &[T], s1: &mut [T], s2: 
     s2.fill(T::ZERO);
 }
 
-#[inline(always)]
-#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-fn bias_tanh_f32_body(h: usize, z: &mut [f32], bias: &[f32], s1: &mut [f32], s2: &mut [f32]) {
-    let rows = z
-        .chunks_exact_mut(h)
-        .zip(s1.chunks_exact_mut(h))
-        .zip(s2.chunks_exact_mut(h));
-    for ((zr, s1r), s2r) in rows {
-        let it = zr.iter_mut().zip(s1r.iter_mut()).zip(s2r.iter_mut());
-        for (((x, d1), d2), &bk) in it.zip(bias) {
-            let a = tanh_f32(*x + bk);
-            // (1−a)(1+a) keeps relative accuracy as |a| → 1, unlike 1 − a·a.
-            let d = (1.0 - a) * (1.0 + a);
-            *x = a;
-            *d1 = d;
-            *d2 = -2.0 * a * d;
-        }
-    }
-}
-
-/// `z ← σ(z + bias)`, `s1 = σ'`, `s2 = σ''` with a fast f32 twin `f` (inlined: the loop vectorizes
-/// when `f` is branch-free).
 #[inline(always)]
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 fn bias_act_f32_body(
@@ -268,34 +245,15 @@ macro_rules! simd_wrappers {
             bias_relu_body(h, z, bias, s1, s2)
         }
         #[target_feature(enable = $feat)]
-        pub(super) unsafe fn bias_tanh_f32(
+        pub(super) unsafe fn bias_f32(
             h: usize,
             z: &mut [f32],
             bias: &[f32],
             s1: &mut [f32],
             s2: &mut [f32],
+            f: impl Fn(f32) -> ActValues<f32>,
         ) {
-            bias_tanh_f32_body(h, z, bias, s1, s2)
-        }
-        #[target_feature(enable = $feat)]
-        pub(super) unsafe fn bias_softplus_f32(
-            h: usize,
-            z: &mut [f32],
-            bias: &[f32],
-            s1: &mut [f32],
-            s2: &mut [f32],
-        ) {
-            bias_act_f32_body(h, z, bias, s1, s2, softplus_f32)
-        }
-        #[target_feature(enable = $feat)]
-        pub(super) unsafe fn bias_gelu_f32(
-            h: usize,
-            z: &mut [f32],
-            bias: &[f32],
-            s1: &mut [f32],
-            s2: &mut [f32],
-        ) {
-            bias_act_f32_body(h, z, bias, s1, s2, gelu_f32)
+            bias_act_f32_body(h, z, bias, s1, s2, f)
         }
         #[target_feature(enable = $feat)]
         pub(super) unsafe fn bwd<T: Real>(da: &[T], s1: &[T], s2: &[T], g: &mut [T], e: &mut [T]) {
@@ -470,6 +428,16 @@ pub fn bias_act<T: Real>(
     };
     // f32 tanh, softplus and gelu have fast twins; f64 runs the reference formulas everywhere.
     let fast_f32 = path != KernelPath::Reference && is_f32::<T>();
+    macro_rules! fast_f32_act {
+        ($act:expr) => {{
+            let (z, bias, s1, s2) = bias_act_f32_views(z, bias, s1, s2);
+            dispatch!(
+                path,
+                bias_f32(h, z, bias, s1, s2, $act),
+                reference: unreachable!("the match guard excludes the reference path")
+            )
+        }};
+    }
     match act {
         Activation::Linear => dispatch!(
             path,
@@ -481,30 +449,9 @@ pub fn bias_act<T: Real>(
             bias_relu(h, z, bias, s1, s2),
             reference: reference(z, s1, s2)
         ),
-        Activation::Tanh if fast_f32 => {
-            let (z, bias, s1, s2) = bias_act_f32_views(z, bias, s1, s2);
-            dispatch!(
-                path,
-                bias_tanh_f32(h, z, bias, s1, s2),
-                reference: unreachable!("the match guard excludes the reference path")
-            )
-        }
-        Activation::Softplus if fast_f32 => {
-            let (z, bias, s1, s2) = bias_act_f32_views(z, bias, s1, s2);
-            dispatch!(
-                path,
-                bias_softplus_f32(h, z, bias, s1, s2),
-                reference: unreachable!("the match guard excludes the reference path")
-            )
-        }
-        Activation::Gelu if fast_f32 => {
-            let (z, bias, s1, s2) = bias_act_f32_views(z, bias, s1, s2);
-            dispatch!(
-                path,
-                bias_gelu_f32(h, z, bias, s1, s2),
-                reference: unreachable!("the match guard excludes the reference path")
-            )
-        }
+        Activation::Tanh if fast_f32 => fast_f32_act!(tanh_act_f32),
+        Activation::Softplus if fast_f32 => fast_f32_act!(softplus_f32),
+        Activation::Gelu if fast_f32 => fast_f32_act!(gelu_f32),
         Activation::Tanh | Activation::Softplus | Activation::Gelu => reference(z, s1, s2),
     }
 }
@@ -676,12 +623,7 @@ mod tests {
     struct Gen(u64);
     impl Gen {
         fn next(&mut self) -> f64 {
-            // splitmix64
-            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut x = self.0;
-            x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            x ^= x >> 31;
+            let x = crate::kernels::splitmix64(&mut self.0);
             if x.is_multiple_of(16) {
                 0.0
             } else {

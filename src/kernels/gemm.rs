@@ -223,6 +223,23 @@ pub fn gemm_rows<T: Real>(
 mod tests {
     use super::*;
 
+    /// Deterministic row-major operands `A` (`m × k`), `B` (`k × n`) and their naive product.
+    fn operands(m: usize, n: usize, k: usize) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+        let a: Vec<f64> = (0..m * k)
+            .map(|i| ((i * 7919) % 101) as f64 / 101.0 - 0.5)
+            .collect();
+        let b: Vec<f64> = (0..k * n)
+            .map(|i| ((i * 104729) % 97) as f64 / 97.0 - 0.5)
+            .collect();
+        let mut naive = vec![0f64; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                naive[i * n + j] = (0..k).map(|t| a[i * k + t] * b[t * n + j]).sum();
+            }
+        }
+        (a, b, naive)
+    }
+
     /// Regression: a strided row-major view must address `s[i*ld + j]` (faer's own
     /// constructor for mutable strided row-major views swaps the strides).
     #[test]
@@ -275,12 +292,7 @@ mod tests {
     fn split_inner_dimension_is_bitwise_stable_and_accumulates() {
         let (m, n, k) = (30, 20, 5000);
         assert!(k_splits(1, k) > 1);
-        let a: Vec<f64> = (0..m * k)
-            .map(|i| ((i * 7919) % 101) as f64 / 101.0 - 0.5)
-            .collect();
-        let b: Vec<f64> = (0..k * n)
-            .map(|i| ((i * 104729) % 97) as f64 / 97.0 - 0.5)
-            .collect();
+        let (a, b, naive) = operands(m, n, k);
         let c0: Vec<f64> = (0..m * n).map(|i| i as f64).collect();
         let mut runs = Vec::new();
         for threads in [1, 2, 3] {
@@ -296,12 +308,8 @@ mod tests {
             });
             runs.push(c);
         }
-        for i in 0..m {
-            for j in 0..n {
-                let dot: f64 = (0..k).map(|t| a[i * k + t] * b[t * n + j]).sum();
-                let got = runs[0][i * n + j];
-                assert!((got - c0[i * n + j] - dot).abs() < 1e-9, "({i},{j})");
-            }
+        for (i, &dot) in naive.iter().enumerate() {
+            assert!((runs[0][i] - c0[i] - dot).abs() < 1e-9, "element {i}");
         }
         for r in &runs[1..] {
             assert!(r
@@ -327,18 +335,7 @@ mod tests {
     #[test]
     fn tiled_and_banded_products_are_bitwise_stable_across_threads() {
         let (m, n, k) = (600, 150, 40);
-        let a: Vec<f64> = (0..m * k)
-            .map(|i| ((i * 7919) % 101) as f64 / 101.0 - 0.5)
-            .collect();
-        let b: Vec<f64> = (0..k * n)
-            .map(|i| ((i * 104729) % 97) as f64 / 97.0 - 0.5)
-            .collect();
-        let mut naive = vec![0f64; m * n];
-        for i in 0..m {
-            for j in 0..n {
-                naive[i * n + j] = (0..k).map(|t| a[i * k + t] * b[t * n + j]).sum();
-            }
-        }
+        let (a, b, naive) = operands(m, n, k);
         let mut runs: Vec<Vec<f64>> = Vec::new();
         for threads in [1, 2, 3] {
             for banded in [false, true] {
@@ -365,18 +362,7 @@ mod tests {
     #[test]
     fn parallel_sums_match_sequential_products_bitwise() {
         let (m, n, k) = (37, 300, 50);
-        let a: Vec<f64> = (0..m * k)
-            .map(|i| ((i * 7919) % 101) as f64 / 101.0 - 0.5)
-            .collect();
-        let b: Vec<f64> = (0..k * n)
-            .map(|i| ((i * 104729) % 97) as f64 / 97.0 - 0.5)
-            .collect();
-        let mut naive = vec![0f64; m * n];
-        for i in 0..m {
-            for j in 0..n {
-                naive[i * n + j] = (0..k).map(|t| a[i * k + t] * b[t * n + j]).sum();
-            }
-        }
+        let (a, b, naive) = operands(m, n, k);
         let mut seq = vec![f64::NAN; m * n];
         gemm_par(
             Par::Seq,

@@ -20,7 +20,17 @@ pub mod gemm;
 pub mod path;
 pub mod special;
 
-pub use act::{act_f64, act_ref, gelu_f32, softplus_f32, ActValues};
+/// The splitmix64 step: a deterministic stream of well-mixed 64-bit values for kernel tests.
+#[cfg(test)]
+pub(crate) fn splitmix64(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut x = *state;
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+pub use act::{act_f64, act_ref, gelu_f32, softplus_f32, tanh_act_f32, ActValues};
 pub use elementwise::{add_bias, bias_act, bwd_act, col_sums, rbwd_act, rfwd_act};
 pub use path::{kernel_path, try_kernel_path, KernelPath, KernelPathError, KERNEL_ENV};
 pub use special::{erf, erfc, tanh_f32};

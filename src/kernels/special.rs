@@ -643,11 +643,7 @@ mod tests {
     struct Uniform(u64);
     impl Uniform {
         fn next(&mut self) -> f64 {
-            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut x = self.0;
-            x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            x ^= x >> 31;
+            let x = crate::kernels::splitmix64(&mut self.0);
             (x >> 11) as f64 / (1u64 << 53) as f64
         }
     }
