@@ -269,7 +269,7 @@ impl<T: Real> Cache<T> {
 }
 
 impl<T: Real> RWork<T> {
-    /// The first `rows_in_chunk` rows cut into `count` blocks of `rb` rows, for `b` directions.
+    /// The first `rows_in_chunk` rows cut into blocks of `rb` rows, for `b` directions.
     fn blocks_mut(
         &mut self,
         dims: &[usize],
