@@ -57,12 +57,15 @@ fn main() {
             let dt = t0.elapsed().as_secs_f64() / reps as f64;
             let a = net.phase_times();
             let r = reps as f64 * b as f64;
+            let ms = |now: f64, then: f64| (now - then) * 1e3 / r;
             println!(
-                "hvp b={b}: {:.1} ms/dir: rlocal {:.1} reduce {:.1} copy {:.1}",
+                "hvp b={b}: {:.1} ms/dir: rlocal {:.1} (layer 1 {:.1}) reduce {:.1} (layer 1 {:.1}) copy {:.1}",
                 dt * 1e3 / b as f64,
-                (a.rlocal - before.rlocal) * 1e3 / r,
-                (a.hvp_reduce - before.hvp_reduce) * 1e3 / r,
-                (a.hvp_copy - before.hvp_copy) * 1e3 / r
+                ms(a.rlocal, before.rlocal),
+                ms(a.rlocal_first, before.rlocal_first),
+                ms(a.hvp_reduce, before.hvp_reduce),
+                ms(a.hvp_reduce_first, before.hvp_reduce_first),
+                ms(a.hvp_copy, before.hvp_copy)
             );
         }
     });

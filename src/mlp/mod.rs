@@ -114,10 +114,14 @@ pub struct PhaseTimes {
     pub local: f64,
     /// Gradient sums over examples.
     pub grad_reduce: f64,
-    /// Example-local R-forward + R-backward passes.
+    /// Example-local R-forward + R-backward passes (including `rlocal_first`).
     pub rlocal: f64,
-    /// Curvature-product sums over examples.
+    /// The first layer's R-forward product `X·V_1ᵀ` (part of `rlocal`).
+    pub rlocal_first: f64,
+    /// Curvature-product sums over examples (including `hvp_reduce_first`).
     pub hvp_reduce: f64,
+    /// The first layer's sum `r_g_1ᵀX` (part of `hvp_reduce`).
+    pub hvp_reduce_first: f64,
     /// Stacking directions and unstacking results.
     pub hvp_copy: f64,
 }
@@ -670,6 +674,7 @@ impl<T: Real> Net<T> {
         // R-forward, and bands of FIRST_LAYER_BAND examples run it faster than row blocks do
         // when `b > 1` (wider `V` panels are shared by more rows).
         let h1 = dims[1];
+        let t0 = Instant::now();
         gemm_rows(
             par,
             view_mut(&mut self.rwork.rz[0][..len * b * h1], len, b * h1),
@@ -678,6 +683,7 @@ impl<T: Real> Net<T> {
             view(&v_stack[0][..b * h1 * data.d], b * h1, data.d).transpose(),
             FIRST_LAYER_BAND,
         );
+        self.times.rlocal_first += t0.elapsed().as_secs_f64();
         let run = |(s, rb): (usize, RBlockMut<'_, T>)| {
             let RBlockMut {
                 mut rz,
@@ -769,6 +775,7 @@ impl<T: Real> Net<T> {
         for l in 0..nl {
             let (hi, ho) = (self.dims[l], self.dims[l + 1]);
             let rg = &self.rwork.rg[l][..rows * b * ho];
+            let t0 = Instant::now();
             gemm_par(
                 par,
                 view_mut(&mut hv_stack[l][..b * ho * hi], b * ho, hi),
@@ -776,6 +783,9 @@ impl<T: Real> Net<T> {
                 view(rg, rows, b * ho).transpose(),
                 view(self.input(l, r0, rows), rows, hi),
             );
+            if l == 0 {
+                self.times.hvp_reduce_first += t0.elapsed().as_secs_f64();
+            }
             if curv == Curvature::Hessian && l > 0 {
                 gemm_par(
                     par,
