@@ -203,26 +203,8 @@ pub fn gemm_rows<T: Real>(
     b: MatRef<'_, T>,
     band: usize,
 ) {
-    let m = c.nrows();
-    let band = band.max(1);
-    let mut bands: Vec<(usize, MatMut<'_, T>)> = Vec::with_capacity(m.div_ceil(band));
-    let mut rest = c;
-    let mut i0 = 0;
-    while i0 < m {
-        let h = band.min(m - i0);
-        let (head, tail) = rest.split_at_row_mut(h);
-        bands.push((i0, head));
-        rest = tail;
-        i0 += h;
-    }
-    let run = |(i0, c): (usize, MatMut<'_, T>)| {
-        let h = c.nrows();
-        gemm(c, accum, a.subrows(i0, h), b);
-    };
-    match par {
-        Par::Seq => bands.into_iter().for_each(run),
-        Par::Rayon => bands.into_par_iter().for_each(run),
-    }
+    let n = c.ncols().max(1);
+    tiled(par, c, accum, a, b, (band.max(1), n));
 }
 
 #[cfg(test)]

@@ -237,6 +237,22 @@ impl<T: Real> Cache<T> {
         }
     }
 
+    /// Rows `r0 .. r0 + rows` of the input `a_{l−1}` of layer `l` (0-based; `X` for `l = 0`).
+    fn input<'a>(
+        &'a self,
+        data: &'a Data<T>,
+        dims: &[usize],
+        l: usize,
+        r0: usize,
+        rows: usize,
+    ) -> &'a [T] {
+        if l == 0 {
+            rows_of(&data.x, r0, rows, data.d)
+        } else {
+            rows_of(&self.a[l - 1], r0, rows, dims[l])
+        }
+    }
+
     /// The cache cut into the blocks of `rb` rows.
     fn blocks_mut(&mut self, dims: &[usize], n: usize, rb: usize) -> Vec<BlockMut<'_, T>> {
         let nl = dims.len() - 1;
@@ -580,18 +596,9 @@ impl<T: Real> Net<T> {
                 view_mut(wpart, ho, hi),
                 Accum::Replace,
                 view(g, n, ho).transpose(),
-                view(self.input(l, 0, n), n, hi),
+                view(self.cache.input(data, &self.dims, l, 0, n), n, hi),
             );
             kernels::col_sums(self.path, n, ho, g, ho, bpart, false);
-        }
-    }
-
-    /// Rows `r0 .. r0 + rows` of the input `a_{l−1}` of layer `l` (0-based; `X` for `l = 0`).
-    fn input(&self, l: usize, r0: usize, rows: usize) -> &[T] {
-        if l == 0 {
-            rows_of(&self.data.x, r0, rows, self.data.d)
-        } else {
-            rows_of(&self.cache.a[l - 1], r0, rows, self.dims[l])
         }
     }
 
@@ -693,13 +700,6 @@ impl<T: Real> Net<T> {
             } = rb;
             let q0 = r0 + s * rbk;
             let rows = rbk.min(r0 + len - q0);
-            let input = |l: usize| -> &[T] {
-                if l == 0 {
-                    rows_of(&data.x, q0, rows, data.d)
-                } else {
-                    rows_of(&cache.a[l - 1], q0, rows, dims[l])
-                }
-            };
             // R-forward.
             for l in 0..nl {
                 let slot = layout.layers[l];
@@ -712,7 +712,7 @@ impl<T: Real> Net<T> {
                         b,
                         hi,
                         ho,
-                        input(l),
+                        cache.input(data, dims, l, q0, rows),
                         Some(&*done[l - 1]),
                         &params[slot.w_range()],
                         &v_stack[l][..b * ho * hi],
@@ -769,19 +769,17 @@ impl<T: Real> Net<T> {
         let nl = self.dims.len() - 1;
         let first = r0 == 0;
         let acc0 = if first { Accum::Replace } else { Accum::Add };
-        let mut hv_stack = std::mem::take(&mut self.hv_stack);
-        let mut hv_side = std::mem::take(&mut self.hv_side);
-        let mut hb_stack = std::mem::take(&mut self.hb_stack);
+        let (data, dims, cache, rwork) = (&self.data, &self.dims, &self.cache, &self.rwork);
         for l in 0..nl {
-            let (hi, ho) = (self.dims[l], self.dims[l + 1]);
-            let rg = &self.rwork.rg[l][..rows * b * ho];
+            let (hi, ho) = (dims[l], dims[l + 1]);
+            let rg = &rwork.rg[l][..rows * b * ho];
             let t0 = Instant::now();
             gemm_par(
                 par,
-                view_mut(&mut hv_stack[l][..b * ho * hi], b * ho, hi),
+                view_mut(&mut self.hv_stack[l][..b * ho * hi], b * ho, hi),
                 acc0,
                 view(rg, rows, b * ho).transpose(),
-                view(self.input(l, r0, rows), rows, hi),
+                view(cache.input(data, dims, l, r0, rows), rows, hi),
             );
             if l == 0 {
                 self.times.hvp_reduce_first += t0.elapsed().as_secs_f64();
@@ -789,18 +787,15 @@ impl<T: Real> Net<T> {
             if curv == Curvature::Hessian && l > 0 {
                 gemm_par(
                     par,
-                    view_mut(&mut hv_side[l][..ho * b * hi], ho, b * hi),
+                    view_mut(&mut self.hv_side[l][..ho * b * hi], ho, b * hi),
                     acc0,
-                    view(rows_of(&self.cache.g[l], r0, rows, ho), rows, ho).transpose(),
-                    view(&self.rwork.ra[l - 1][..rows * b * hi], rows, b * hi),
+                    view(rows_of(&cache.g[l], r0, rows, ho), rows, ho).transpose(),
+                    view(&rwork.ra[l - 1][..rows * b * hi], rows, b * hi),
                 );
             }
-            let hb = &mut hb_stack[l][..b * ho];
+            let hb = &mut self.hb_stack[l][..b * ho];
             kernels::col_sums(self.path, rows, b * ho, rg, b * ho, hb, !first);
         }
-        self.hv_stack = hv_stack;
-        self.hv_side = hv_side;
-        self.hb_stack = hb_stack;
     }
 
     /// Writes the accumulated results back as `b` flat vectors.
