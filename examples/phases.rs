@@ -13,7 +13,10 @@ fn main() {
     let threads = args.first().copied().unwrap_or(1);
     let h = args.get(1).copied().unwrap_or(200);
     let d = args.get(2).copied().unwrap_or(3072);
-    let rb = args.get(3).copied().unwrap_or(256);
+    let rb = args
+        .get(3)
+        .copied()
+        .unwrap_or(NetConfig::default().row_block);
     let ds = eosbench::data::synthetic(5000, d, 10, 0);
     let spec = MlpSpec::new(d, &[h, h], 10, Activation::Tanh).unwrap();
     let p = init_params::<f32>(&spec, 0).data;
