@@ -44,13 +44,12 @@
 // The reference twins are deliberately plain indexed loops that spell out the formulas.
 #![allow(clippy::needless_range_loop)]
 
-use std::any::TypeId;
-
 use super::act::{act_ref, ActValues};
 // Used by the x86_64 wrappers only.
 #[cfg_attr(not(target_arch = "x86_64"), allow(unused_imports))]
 use super::act::{gelu_f32, softplus_f32, tanh_act_f32};
 use super::path::KernelPath;
+use super::{cast_f32, cast_f32_mut, is_f32};
 use crate::model::Activation;
 use crate::real::Real;
 
@@ -352,26 +351,6 @@ fn check_len(what: &str, got: usize, want: usize) {
         got == want,
         "elementwise kernel: `{what}` has {got} elements, the shape needs {want}"
     );
-}
-
-fn is_f32<T: Real>() -> bool {
-    TypeId::of::<T>() == TypeId::of::<f32>()
-}
-
-/// `x` viewed as `&mut [f32]`; `T` must be `f32`.
-fn cast_f32_mut<T: Real>(x: &mut [T]) -> &mut [f32] {
-    assert!(is_f32::<T>(), "cast_f32_mut called with T = {}", T::NAME);
-    // SAFETY: T and f32 are the same type (equal TypeId, asserted above), so the pointer, length,
-    // alignment and exclusive borrow of `x` describe a valid `[f32]` for the same lifetime.
-    unsafe { std::slice::from_raw_parts_mut(x.as_mut_ptr().cast::<f32>(), x.len()) }
-}
-
-/// `x` viewed as `&[f32]`; `T` must be `f32`.
-fn cast_f32<T: Real>(x: &[T]) -> &[f32] {
-    assert!(is_f32::<T>(), "cast_f32 called with T = {}", T::NAME);
-    // SAFETY: T and f32 are the same type (equal TypeId, asserted above); same pointer, length
-    // and lifetime.
-    unsafe { std::slice::from_raw_parts(x.as_ptr().cast::<f32>(), x.len()) }
 }
 
 /// The buffers of [`bias_act`] viewed as f32; `T` must be `f32`.

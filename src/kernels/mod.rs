@@ -9,16 +9,46 @@
 //!   f32 softplus and GELU twins.
 //! - [`elementwise`]: the fused per-layer passes (bias + activation + derivative caches, backward
 //!   products, R-forward/R-backward products, column sums), dispatched on the path.
+//! - [`gemm`]: faer GEMMs on row-major buffers, cut into tiles that depend on the shape only.
+//! - [`sgemm`] (x86-64): eosbench's own f32 AVX-512 GEMM for the first layer's products, on a
+//!   data matrix packed once; faster than faer on those shapes, same results at any tiling.
 //!
-//! Kernels are sequential; callers parallelize over row blocks. Every output element is written
-//! by exactly one call and sums run in a fixed order, so results are independent of the thread
-//! count for a given path (DESIGN §5).
+//! Elementwise kernels are sequential and callers parallelize over row blocks; the GEMM drivers
+//! take the thread pool as an argument. Every output element is written by exactly one call and
+//! sums run in a fixed order, so results are independent of the thread count for a given path
+//! (DESIGN §5).
+
+use crate::real::Real;
+use std::any::TypeId;
 
 pub mod act;
 pub mod elementwise;
 pub mod gemm;
 pub mod path;
+#[cfg(target_arch = "x86_64")]
+pub mod sgemm;
 pub mod special;
+
+/// Whether `T` is `f32` (the type the fast kernels are written for).
+pub(crate) fn is_f32<T: Real>() -> bool {
+    TypeId::of::<T>() == TypeId::of::<f32>()
+}
+
+/// `x` viewed as `&mut [f32]`; `T` must be `f32`.
+pub(crate) fn cast_f32_mut<T: Real>(x: &mut [T]) -> &mut [f32] {
+    assert!(is_f32::<T>(), "cast_f32_mut called with T = {}", T::NAME);
+    // SAFETY: T and f32 are the same type (equal TypeId, asserted above), so the pointer, length,
+    // alignment and exclusive borrow of `x` describe a valid `[f32]` for the same lifetime.
+    unsafe { std::slice::from_raw_parts_mut(x.as_mut_ptr().cast::<f32>(), x.len()) }
+}
+
+/// `x` viewed as `&[f32]`; `T` must be `f32`.
+pub(crate) fn cast_f32<T: Real>(x: &[T]) -> &[f32] {
+    assert!(is_f32::<T>(), "cast_f32 called with T = {}", T::NAME);
+    // SAFETY: T and f32 are the same type (equal TypeId, asserted above); same pointer, length
+    // and lifetime.
+    unsafe { std::slice::from_raw_parts(x.as_ptr().cast::<f32>(), x.len()) }
+}
 
 /// The splitmix64 step: a deterministic stream of well-mixed 64-bit values for kernel tests.
 #[cfg(test)]

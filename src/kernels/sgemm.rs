@@ -1,0 +1,645 @@
+//! The first layer's products in f32 on AVX-512: eosbench's own GEMM, with `X` packed once.
+//!
+//! The first layer dominates every pass at the Figure-1 shape (`d = 3072` inputs against
+//! `h = 200` units): the forward `X·Wᵀ`, the R-forward `X·Vᵀ` and the sums `gᵀ·X` over examples
+//! are 86 % of a Hessian-vector product's FLOPs. All three read the same data matrix, so it is
+//! packed once per data set into the panel layout the micro-kernel streams ([`PackedB`]); the
+//! weights (or directions) are packed once per call.
+//!
+//! - Micro-kernel: an `8 × 48` tile of `C` in 24 registers; per step of the inner dimension it
+//!   loads 3 vectors of packed `B` and broadcasts 8 elements of `A` read in place (8 rows of `X`,
+//!   or 8 consecutive columns of `g` in the sums), 24 FMAs.
+//! - Blocking: the inner dimension runs in blocks of [`KC`]; within a block every 8-row panel of
+//!   `A` (in L1) sweeps over the block's micro-panels of `B` (in L2), and prefetches its share of
+//!   the next block, so the stream of `X` from memory overlaps the arithmetic.
+//! - Summation order: each element of `C` is the sequential sum over the inner dimension, block
+//!   by block, starting from its old value (or zero). It does not depend on how `C` is cut into
+//!   tiles, so results are bit-identical for every thread count (DESIGN §5).
+//!
+//! The safe entry points ([`pack_rows`], [`pack_transposed`], [`rows_times`],
+//! [`transposed_times`]) check shapes; they exist only where AVX-512F does ([`available`]).
+
+use crate::par::Par;
+use rayon::prelude::*;
+use std::arch::x86_64::*;
+
+/// Rows of the micro-tile (broadcast elements of `A` per step).
+pub const MR: usize = 8;
+/// Columns of the micro-tile (three 16-lane vectors).
+pub const NR: usize = 48;
+/// Block of the inner dimension (part of the summation order).
+pub const KC: usize = 256;
+/// Panels of `B` swept by the row panels of `A` before moving on (a `KC × 384` block of `B`,
+/// 384 KB, stays in L2).
+const GROUP: usize = 8;
+
+/// A read-only operand: element `(i, j)` at `ptr + i·rs + j·cs` (in elements).
+#[derive(Clone, Copy, Debug)]
+struct Operand {
+    ptr: *const f32,
+    rs: usize,
+    cs: usize,
+}
+
+/// `B` (`k × n`) packed for the micro-kernel: `NR`-column panels, each holding all `k` rows
+/// contiguously, so element `(p, j)` is at `[(j / NR · k + p) · NR + j % NR]`; the columns past
+/// `n` in the last panel are zero. Any run of rows of a panel is a ready micro-panel, so one
+/// packing serves every blocking of the inner dimension (and every row range of it).
+#[derive(Clone, Debug, Default)]
+pub struct PackedB {
+    data: Vec<f32>,
+    k: usize,
+    n: usize,
+}
+
+impl PackedB {
+    /// Rows (the inner dimension of the products it feeds).
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// Columns.
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// Number of `NR`-column panels.
+    pub fn panels(&self) -> usize {
+        self.n.div_ceil(NR)
+    }
+
+    /// Packs `B` (`k × n`, element `(p, j)` at `b.ptr + p·b.rs + j·b.cs`), reusing the storage.
+    ///
+    /// # Safety
+    /// `b` is valid for its shape and strides.
+    unsafe fn pack(&mut self, k: usize, n: usize, b: Operand) {
+        let panels = n.div_ceil(NR);
+        self.k = k;
+        self.n = n;
+        self.data.clear();
+        self.data.resize(panels * k * NR, 0.0);
+        for jp in 0..panels {
+            let cols = NR.min(n - jp * NR);
+            let dst = &mut self.data[jp * k * NR..(jp + 1) * k * NR];
+            if b.cs == 1 {
+                for (p, row) in dst.chunks_exact_mut(NR).enumerate() {
+                    let src = std::slice::from_raw_parts(b.ptr.add(p * b.rs + jp * NR), cols);
+                    row[..cols].copy_from_slice(src);
+                }
+            } else {
+                // Column by column in blocks of rows, so that reads run along `B`'s columns
+                // (rows of the matrix it is the transpose of) and writes stay in a few lines.
+                const PB: usize = 64;
+                let mut p0 = 0;
+                while p0 < k {
+                    let pn = PB.min(k - p0);
+                    for jj in 0..cols {
+                        let src = b.ptr.add((jp * NR + jj) * b.cs + p0 * b.rs);
+                        for p in 0..pn {
+                            dst[(p0 + p) * NR + jj] = *src.add(p * b.rs);
+                        }
+                    }
+                    p0 += pn;
+                }
+            }
+        }
+    }
+}
+
+/// `C (=|+=) A·B[k0 .. k0+kk, panels jp0 .. jp0+np]`: `C` is `m × cols` at `c` (its first
+/// column is column `jp0·NR` of `B`) with row stride `ldc` and unit column stride, `A` is
+/// `m × kk` with `a.rs == 1` or `a.cs == 1`.
+///
+/// The inner dimension runs in blocks of [`KC`]; for each block, every 8-row panel of `A`
+/// (in L1) sweeps over the `np` micro-panels of `B` (in L2).
+///
+/// # Safety
+/// The CPU supports AVX-512F; `A` and `C` are valid for their shapes and strides; the ranges
+/// lie inside `b`; `C` does not overlap `A`.
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn sgemm_packed(
+    m: usize,
+    a: Operand,
+    b: &PackedB,
+    (k0, kk): (usize, usize),
+    (jp0, np): (usize, usize),
+    c: *mut f32,
+    ldc: usize,
+    add: bool,
+) {
+    debug_assert!(a.rs == 1 || a.cs == 1);
+    debug_assert!(k0 + kk <= b.k && jp0 + np <= b.panels());
+    if m == 0 || np == 0 {
+        return;
+    }
+    if kk == 0 {
+        if !add {
+            let cols = (b.n - jp0 * NR).min(np * NR);
+            for i in 0..m {
+                std::ptr::write_bytes(c.add(i * ldc), 0, cols);
+            }
+        }
+        return;
+    }
+    // Groups of at most GROUP panels, so that a block of `B` (`KC × 384`) stays in L2.
+    let mut g0 = 0;
+    while g0 < np {
+        let gn = GROUP.min(np - g0);
+        let mut p0 = 0;
+        while p0 < kk {
+            let kc = KC.min(kk - p0);
+            // The next block of `B`'s rows, fetched a share at a time by the row panels of
+            // this one, so that the stream from memory overlaps the arithmetic.
+            let kn = KC.min(kk - p0 - kc);
+            let lines = kn * NR / 16;
+            let share = lines.div_ceil(m.div_ceil(MR));
+            let load = add || p0 > 0;
+            let mut i0 = 0;
+            while i0 < m {
+                let rows = MR.min(m - i0);
+                let ap = a.ptr.add(i0 * a.rs + p0 * a.cs);
+                let ip = i0 / MR;
+                for q in g0..g0 + gn {
+                    let jp = jp0 + q;
+                    let next = b.data.as_ptr().add((jp * b.k + k0 + p0 + kc) * NR);
+                    for l in (ip * share)..((ip + 1) * share).min(lines) {
+                        _mm_prefetch::<_MM_HINT_T0>(next.add(16 * l) as *const i8);
+                    }
+                    let cols = NR.min(b.n - jp * NR);
+                    let bp = b.data.as_ptr().add((jp * b.k + k0 + p0) * NR);
+                    let cp = c.add(i0 * ldc + q * NR);
+                    tile(kc, ap, a, rows, bp, cp, ldc, cols, load);
+                }
+                i0 += MR;
+            }
+            p0 += kc;
+        }
+        g0 += gn;
+    }
+}
+
+/// One micro-tile: dispatches on the number of vectors and on `A`'s layout.
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn tile(
+    kc: usize,
+    ap: *const f32,
+    a: Operand,
+    rows: usize,
+    bp: *const f32,
+    cp: *mut f32,
+    ldc: usize,
+    cols: usize,
+    load: bool,
+) {
+    if rows < MR {
+        // Partial row panel: copy it, zero-padded, into a column-major `MR × kc` scratch.
+        let mut pad = [0f32; MR * KC];
+        for p in 0..kc {
+            for r in 0..rows {
+                pad[p * MR + r] = *ap.add(r * a.rs + p * a.cs);
+            }
+        }
+        let t = Tile {
+            rows,
+            cols,
+            ldc,
+            load,
+        };
+        return match cols.div_ceil(16) {
+            3 => micro::<3, true>(kc, pad.as_ptr(), MR, bp, cp, t),
+            2 => micro::<2, true>(kc, pad.as_ptr(), MR, bp, cp, t),
+            _ => micro::<1, true>(kc, pad.as_ptr(), MR, bp, cp, t),
+        };
+    }
+    let t = Tile {
+        rows,
+        cols,
+        ldc,
+        load,
+    };
+    match (cols.div_ceil(16), a.rs == 1) {
+        (3, true) => micro::<3, true>(kc, ap, a.cs, bp, cp, t),
+        (3, false) => micro::<3, false>(kc, ap, a.rs, bp, cp, t),
+        (2, true) => micro::<2, true>(kc, ap, a.cs, bp, cp, t),
+        (2, false) => micro::<2, false>(kc, ap, a.rs, bp, cp, t),
+        (_, true) => micro::<1, true>(kc, ap, a.cs, bp, cp, t),
+        (_, false) => micro::<1, false>(kc, ap, a.rs, bp, cp, t),
+    }
+}
+
+/// The valid part of a micro-tile of `C` and whether to add to its old value.
+#[derive(Clone, Copy)]
+struct Tile {
+    rows: usize,
+    cols: usize,
+    ldc: usize,
+    load: bool,
+}
+
+/// `C[0..rows, 0..cols] (=|+=) A_panel · B_panel` over `kc` steps, `NV` vectors wide.
+/// `A` element `(r, p)` is at `ap + p·stride + r` when `ACOL`, else at `ap + r·stride + p`.
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn micro<const NV: usize, const ACOL: bool>(
+    kc: usize,
+    ap: *const f32,
+    stride: usize,
+    bp: *const f32,
+    cp: *mut f32,
+    t: Tile,
+) {
+    let mut acc = [[_mm512_setzero_ps(); NV]; MR];
+    let mut mask = [0u16; NV];
+    for (v, m) in mask.iter_mut().enumerate() {
+        let valid = t.cols.saturating_sub(16 * v).min(16);
+        *m = ((1u32 << valid) - 1) as u16;
+    }
+    if t.load {
+        for (r, row) in acc.iter_mut().enumerate().take(t.rows) {
+            for (v, x) in row.iter_mut().enumerate() {
+                *x = _mm512_maskz_loadu_ps(mask[v], cp.add(r * t.ldc + 16 * v));
+            }
+        }
+    }
+    if ACOL {
+        let mut a = ap;
+        let mut b = bp;
+        for _ in 0..kc {
+            let mut bv = [_mm512_setzero_ps(); NV];
+            for (v, x) in bv.iter_mut().enumerate() {
+                *x = _mm512_loadu_ps(b.add(16 * v));
+            }
+            for (r, row) in acc.iter_mut().enumerate() {
+                let s = _mm512_set1_ps(*a.add(r));
+                for (v, x) in row.iter_mut().enumerate() {
+                    *x = _mm512_fmadd_ps(s, bv[v], *x);
+                }
+            }
+            a = a.add(stride);
+            b = b.add(NR);
+        }
+    } else {
+        let rp: [*const f32; MR] = std::array::from_fn(|r| ap.add(r * stride));
+        let mut b = bp;
+        for p in 0..kc {
+            let mut bv = [_mm512_setzero_ps(); NV];
+            for (v, x) in bv.iter_mut().enumerate() {
+                *x = _mm512_loadu_ps(b.add(16 * v));
+            }
+            for (r, row) in acc.iter_mut().enumerate() {
+                let s = _mm512_set1_ps(*rp[r].add(p));
+                for (v, x) in row.iter_mut().enumerate() {
+                    *x = _mm512_fmadd_ps(s, bv[v], *x);
+                }
+            }
+            b = b.add(NR);
+        }
+    }
+    for (r, row) in acc.iter().enumerate().take(t.rows) {
+        for (v, x) in row.iter().enumerate() {
+            _mm512_mask_storeu_ps(cp.add(r * t.ldc + 16 * v), mask[v], *x);
+        }
+    }
+}
+
+/// Whether this CPU can run the kernels of this module (AVX-512F).
+pub fn available() -> bool {
+    std::is_x86_feature_detected!("avx512f")
+}
+
+fn check_available() {
+    assert!(
+        available(),
+        "kernels::sgemm needs AVX-512F, which this CPU lacks (check `available()` first)"
+    );
+}
+
+/// Packs `B = X`, a row-major `k × n` matrix (`X`'s rows are the inner dimension of the
+/// products it feeds: the examples of the first layer's sums `gᵀ·X`).
+pub fn pack_rows(x: &[f32], k: usize, n: usize, out: &mut PackedB) {
+    check_available();
+    assert_eq!(
+        x.len(),
+        k * n,
+        "pack_rows: x has {} elements, not {k} × {n}",
+        x.len()
+    );
+    let b = Operand {
+        ptr: x.as_ptr(),
+        rs: n,
+        cs: 1,
+    };
+    // SAFETY: `x` holds `k × n` elements at row stride `n`.
+    unsafe { out.pack(k, n, b) }
+}
+
+/// Packs `B = Wᵀ` for a row-major `W` of `m × d` (weights or stacked directions): `B` is
+/// `d × m`, so [`rows_times`] computes `A·Wᵀ`.
+pub fn pack_transposed(w: &[f32], m: usize, d: usize, out: &mut PackedB) {
+    check_available();
+    assert_eq!(
+        w.len(),
+        m * d,
+        "pack_transposed: w has {} elements, not {m} × {d}",
+        w.len()
+    );
+    let b = Operand {
+        ptr: w.as_ptr(),
+        rs: 1,
+        cs: d,
+    };
+    // SAFETY: element `(p, j)` of `Wᵀ` is `w[j·d + p]`, inside `w` for `p < d`, `j < m`.
+    unsafe { out.pack(d, m, b) }
+}
+
+/// `C = A·B` for a row-major `A` of `rows × b.k()` and `C` of `rows × b.n()`, in bands of
+/// `band` rows, one task per band on the pool of `par`.
+pub fn rows_times(par: Par, a: &[f32], rows: usize, b: &PackedB, c: &mut [f32], band: usize) {
+    check_available();
+    let (k, n) = (b.k, b.n);
+    assert_eq!(a.len(), rows * k, "rows_times: a is not {rows} × {k}");
+    assert_eq!(c.len(), rows * n, "rows_times: c is not {rows} × {n}");
+    if k == 0 {
+        c.fill(0.0);
+        return;
+    }
+    let band = band.max(1);
+    let run = |(a, c): (&[f32], &mut [f32])| {
+        let a = Operand {
+            ptr: a.as_ptr(),
+            rs: k,
+            cs: 1,
+        };
+        // SAFETY: AVX-512F is present (checked above); the band of `A` holds `c.len() / n`
+        // rows of `k` elements; `C`'s band is exclusively ours and has `n` columns, which the
+        // micro-kernel writes with masks past the last full vector.
+        unsafe {
+            sgemm_packed(
+                c.len() / n,
+                a,
+                b,
+                (0, k),
+                (0, b.panels()),
+                c.as_mut_ptr(),
+                n,
+                false,
+            )
+        }
+    };
+    if n == 0 {
+        return;
+    }
+    let bands = a.chunks(band * k).zip(c.chunks_mut(band * n));
+    match par {
+        Par::Seq => bands.for_each(run),
+        Par::Rayon => bands.collect::<Vec<_>>().into_par_iter().for_each(run),
+    }
+}
+
+/// Column tiles of [`transposed_times`], in panels: 4 panels (192 columns) keep a block of `B`
+/// (`KC × 192`) in L2 next to `A`'s panel, and give 16 tiles at `d = 3072`.
+const TILE_PANELS: usize = 4;
+
+/// `C (=|+=) Gᵀ·B[k0 .. k0+rows]` for a row-major `G` of `rows × m` (rows = examples) and `C`
+/// of `m × b.n()`: the first layer's sums over the examples `k0 .. k0+rows` of a packed `X`.
+///
+/// `C` is cut into tiles of all `m` rows (each tile streams its columns of `X` once for every
+/// direction of a block) and [`TILE_PANELS`] panels, plus row tiles when that gives fewer than
+/// 8 tasks; one task per tile on the pool of `par`.
+#[allow(clippy::too_many_arguments)]
+pub fn transposed_times(
+    par: Par,
+    g: &[f32],
+    rows: usize,
+    m: usize,
+    b: &PackedB,
+    k0: usize,
+    c: &mut [f32],
+    add: bool,
+) {
+    check_available();
+    let n = b.n;
+    assert_eq!(g.len(), rows * m, "transposed_times: g is not {rows} × {m}");
+    assert_eq!(c.len(), m * n, "transposed_times: c is not {m} × {n}");
+    assert!(
+        k0 + rows <= b.k,
+        "transposed_times: rows {k0}..{} past {}",
+        k0 + rows,
+        b.k
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    let panels = b.panels();
+    let col_tiles = panels.div_ceil(TILE_PANELS);
+    let row_tiles = 8usize.div_ceil(col_tiles).min(m.div_ceil(64)).max(1);
+    let rt = m.div_ceil(row_tiles).div_ceil(MR) * MR;
+    let tiles: Vec<(usize, usize)> = (0..m)
+        .step_by(rt)
+        .flat_map(|i0| (0..panels).step_by(TILE_PANELS).map(move |jp| (i0, jp)))
+        .collect();
+    let cp = SyncPtr(c.as_mut_ptr());
+    let run = |(i0, jp): (usize, usize)| {
+        let a = Operand {
+            ptr: g[i0..].as_ptr(),
+            rs: 1,
+            cs: m,
+        };
+        let cp = &cp;
+        // SAFETY: AVX-512F is present (checked above). `A` element `(i, p)` is
+        // `g[(p)·m + i0 + i]` for `i < rt.min(m − i0)`, `p < rows`: inside `g`. The tile
+        // `(i0.., jp·NR..)` of `C` lies inside `c` (`m × n`, masked past column `n`), and the
+        // tiles are disjoint, so each task writes its own elements only.
+        unsafe {
+            sgemm_packed(
+                rt.min(m - i0),
+                a,
+                b,
+                (k0, rows),
+                (jp, TILE_PANELS.min(panels - jp)),
+                cp.0.add(i0 * n + jp * NR),
+                n,
+                add,
+            )
+        }
+    };
+    match par {
+        Par::Seq => tiles.into_iter().for_each(run),
+        Par::Rayon => tiles.into_par_iter().for_each(run),
+    }
+}
+
+/// `C`'s base pointer shared by tasks that write disjoint tiles.
+struct SyncPtr(*mut f32);
+// SAFETY: only used by `transposed_times`, whose tasks write disjoint tiles of `C`.
+unsafe impl Sync for SyncPtr {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::splitmix64;
+    use crate::par::with_threads;
+
+    fn values(len: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed;
+        (0..len)
+            .map(|_| (splitmix64(&mut s) >> 40) as f32 / (1u64 << 24) as f32 - 0.5)
+            .collect()
+    }
+
+    /// `Σ_p A(i, p)·B(p, j)` in f64 and `Σ_p |A(i, p)·B(p, j)|` (the error scale).
+    fn reference(
+        m: usize,
+        n: usize,
+        k: usize,
+        a: impl Fn(usize, usize) -> f32,
+        b: impl Fn(usize, usize) -> f32,
+    ) -> (Vec<f64>, Vec<f64>) {
+        let mut c = vec![0f64; m * n];
+        let mut scale = vec![0f64; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                for p in 0..k {
+                    let t = a(i, p) as f64 * b(p, j) as f64;
+                    c[i * n + j] += t;
+                    scale[i * n + j] += t.abs();
+                }
+            }
+        }
+        (c, scale)
+    }
+
+    /// A sequential f32 sum of `k` products is within `k·u` (u = 2⁻²⁴) of the sum of their
+    /// magnitudes; a lost or doubled term is off by about `1/k` of it.
+    fn assert_close(got: &[f32], want: &[f64], scale: &[f64], k: usize, what: &str) {
+        assert_eq!(got.len(), want.len());
+        for (i, ((&g, &w), &s)) in got.iter().zip(want).zip(scale).enumerate() {
+            let tol = (k as f64 + 1.0) * f32::EPSILON as f64 / 2.0 * s;
+            assert!(
+                (g as f64 - w).abs() <= tol,
+                "{what}: element {i}: {g} vs {w} (scale {s})"
+            );
+        }
+    }
+
+    /// Awkward sizes around the micro-tile (8 × 48), the vector width (16), `KC` (256) and the
+    /// panel group (8 panels).
+    const SIZES: [(usize, usize, usize); 10] = [
+        (1, 1, 1),
+        (7, 15, 3),
+        (8, 48, 256),
+        (9, 49, 257),
+        (17, 97, 100),
+        (23, 31, 513),
+        (16, 200, 64),
+        (40, 17, 300),
+        (3, 144, 0),
+        (12, 433, 260),
+    ];
+
+    #[test]
+    fn rows_times_matches_f64_reference_on_awkward_sizes() {
+        if !available() {
+            eprintln!("skipped: no AVX-512F on this CPU");
+            return;
+        }
+        for &(m, n, k) in &SIZES {
+            let a = values(m * k, 1);
+            let w = values(n * k, 2);
+            let mut pb = PackedB::default();
+            pack_transposed(&w, n, k, &mut pb);
+            let mut c = vec![f32::NAN; m * n];
+            rows_times(Par::Seq, &a, m, &pb, &mut c, 5);
+            let (want, scale) = reference(m, n, k, |i, p| a[i * k + p], |p, j| w[j * k + p]);
+            assert_close(&c, &want, &scale, k, &format!("A·Wᵀ {m}×{n}×{k}"));
+        }
+    }
+
+    #[test]
+    fn transposed_times_matches_f64_reference_and_accumulates() {
+        if !available() {
+            eprintln!("skipped: no AVX-512F on this CPU");
+            return;
+        }
+        for &(m, n, k) in &SIZES {
+            // X has k0 + k rows; the sum runs over rows k0 .. k0 + k.
+            let k0 = 3;
+            let x = values((k0 + k + 2) * n, 3);
+            let g = values(k * m, 4);
+            let mut px = PackedB::default();
+            pack_rows(&x, k0 + k + 2, n, &mut px);
+            let mut c = vec![f32::NAN; m * n];
+            transposed_times(Par::Seq, &g, k, m, &px, k0, &mut c, false);
+            let (want, scale) = reference(m, n, k, |i, p| g[p * m + i], |p, j| x[(k0 + p) * n + j]);
+            assert_close(&c, &want, &scale, k, &format!("gᵀ·X {m}×{n}×{k}"));
+            // Accumulating the same sum again doubles it.
+            transposed_times(Par::Seq, &g, k, m, &px, k0, &mut c, true);
+            let twice: Vec<f64> = want.iter().map(|w| 2.0 * w).collect();
+            let scale2: Vec<f64> = scale.iter().map(|s| 2.0 * s).collect();
+            assert_close(
+                &c,
+                &twice,
+                &scale2,
+                2 * k,
+                &format!("gᵀ·X twice {m}×{n}×{k}"),
+            );
+        }
+    }
+
+    /// The summation order does not depend on the tiling: bands of any height, either layout of
+    /// `A` and any thread count give the same bits.
+    #[test]
+    fn results_are_bitwise_independent_of_bands_and_threads() {
+        if !available() {
+            eprintln!("skipped: no AVX-512F on this CPU");
+            return;
+        }
+        let (m, n, k) = (203, 130, 700);
+        let a = values(m * k, 5);
+        let w = values(n * k, 6);
+        let mut pb = PackedB::default();
+        pack_transposed(&w, n, k, &mut pb);
+        let mut first = vec![0f32; m * n];
+        rows_times(Par::Seq, &a, m, &pb, &mut first, m);
+        let mut px = PackedB::default();
+        pack_rows(&a, m, k, &mut px);
+        let g = values(m * n, 7);
+        let mut sum_first = vec![0f32; n * k];
+        transposed_times(Par::Seq, &g, m, n, &px, 0, &mut sum_first, false);
+        // The same sum with `gᵀ` materialized row-major (A read along its rows).
+        let gt: Vec<f32> = (0..n * m).map(|t| g[(t % m) * n + t / m]).collect();
+        let mut by_rows = vec![f32::NAN; n * k];
+        rows_times(Par::Seq, &gt, n, &px, &mut by_rows, 7);
+        assert!(
+            by_rows
+                .iter()
+                .zip(&sum_first)
+                .all(|(x, y)| x.to_bits() == y.to_bits()),
+            "gᵀ read by columns and by rows differ"
+        );
+        for threads in [1, 2, 3, 8] {
+            for band in [1, 8, 13, 64] {
+                let mut c = vec![f32::NAN; m * n];
+                with_threads(threads, |par| rows_times(par, &a, m, &pb, &mut c, band));
+                assert!(
+                    c.iter()
+                        .zip(&first)
+                        .all(|(x, y)| x.to_bits() == y.to_bits()),
+                    "rows_times differs at {threads} threads, band {band}"
+                );
+            }
+            let mut s = vec![f32::NAN; n * k];
+            with_threads(threads, |par| {
+                transposed_times(par, &g, m, n, &px, 0, &mut s, false)
+            });
+            assert!(
+                s.iter()
+                    .zip(&sum_first)
+                    .all(|(x, y)| x.to_bits() == y.to_bits()),
+                "transposed_times differs at {threads} threads"
+            );
+        }
+    }
+}
