@@ -1,5 +1,6 @@
 //! The fast MLP passes against their slow twin, finite differences and each other.
 
+use eosbench::kernels::{kernel_path, KernelPath};
 use eosbench::mlp::{reference, Curvature, Data, Net, NetConfig};
 use eosbench::model::{init_params, Activation, Loss, MlpSpec};
 use eosbench::par::with_threads;
@@ -40,6 +41,7 @@ fn tiny_cfg() -> NetConfig {
     NetConfig {
         row_block: 7,
         chunk_rows: 15,
+        ..NetConfig::default()
     }
 }
 
@@ -267,8 +269,9 @@ fn dense_hessian_of_a_tiny_net_is_symmetric_and_matches_the_reference() {
     }
 }
 
-#[test]
-fn results_are_bit_identical_across_thread_counts() {
+/// Gradient and a 3-direction HVP block of a 37-33-17-10 net on 300 examples in physical
+/// batches of 100, in f32 (loss bits, gradient, products).
+fn f32_passes(own_gemm: bool, threads: usize) -> (u64, Vec<f32>, Vec<f32>, &'static str) {
     let s = MlpSpec::new(37, &[33, 17], 10, Activation::Tanh).unwrap();
     let (x, y) = problem(300, 37, 10, 4);
     let xf: Vec<f32> = x.iter().map(|&v| v as f32).collect();
@@ -276,40 +279,65 @@ fn results_are_bit_identical_across_thread_counts() {
     let cfg = NetConfig {
         row_block: 32,
         chunk_rows: 100,
+        own_gemm,
     };
     let dirs: Vec<f32> = random_vec(3 * p.len(), 1)
         .iter()
         .map(|&v| v as f32)
         .collect();
-    let run = |threads: usize| {
-        with_threads(threads, |par| {
-            let mut net = Net::new(&s, Loss::Mse, Data::new(xf.clone(), y.clone(), 37, 10), cfg);
-            let mut g = vec![0f32; p.len()];
-            let ev = net.gradient(&p, &mut g, par);
-            let mut hv = vec![0f32; 3 * p.len()];
-            net.hvp(&dirs, &mut hv, 3, Curvature::Hessian, par);
-            (ev.loss.to_bits(), g, hv)
-        })
-    };
-    let base = run(1);
-    for t in [2, 3, 8] {
-        let r = run(t);
-        assert_eq!(base.0, r.0, "loss differs at {t} threads");
-        assert!(
-            base.1
-                .iter()
-                .zip(&r.1)
-                .all(|(a, b)| a.to_bits() == b.to_bits()),
-            "gradient differs at {t} threads"
-        );
-        assert!(
-            base.2
-                .iter()
-                .zip(&r.2)
-                .all(|(a, b)| a.to_bits() == b.to_bits()),
-            "hvp differs at {t} threads"
-        );
+    with_threads(threads, |par| {
+        let mut net = Net::new(&s, Loss::Mse, Data::new(xf, y, 37, 10), cfg);
+        let mut g = vec![0f32; p.len()];
+        let ev = net.gradient(&p, &mut g, par);
+        let mut hv = vec![0f32; 3 * p.len()];
+        net.hvp(&dirs, &mut hv, 3, Curvature::Hessian, par);
+        (ev.loss.to_bits(), g, hv, net.first_layer_gemm())
+    })
+}
+
+#[test]
+fn results_are_bit_identical_across_thread_counts() {
+    // Both first-layer GEMMs (eosbench's own runs where the CPU has AVX-512).
+    for own_gemm in [true, false] {
+        let base = f32_passes(own_gemm, 1);
+        for t in [2, 3, 8] {
+            let r = f32_passes(own_gemm, t);
+            let same =
+                |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
+            assert_eq!(
+                base.0, r.0,
+                "loss differs at {t} threads (own_gemm {own_gemm})"
+            );
+            assert!(
+                same(&base.1, &r.1),
+                "gradient differs at {t} threads (own_gemm {own_gemm})"
+            );
+            assert!(
+                same(&base.2, &r.2),
+                "hvp differs at {t} threads (own_gemm {own_gemm})"
+            );
+        }
     }
+}
+
+/// The own first-layer GEMM and faer compute the same passes up to f32 rounding (three
+/// physical batches exercise the row offsets into the packed data).
+#[test]
+fn own_first_layer_gemm_agrees_with_faer() {
+    let own = f32_passes(true, 2);
+    let faer = f32_passes(false, 2);
+    assert_eq!(faer.3, "faer");
+    if kernel_path() == KernelPath::Avx512 {
+        assert_eq!(own.3, "own", "the own GEMM must run on the AVX-512 path");
+    }
+    let to64 = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<_>>();
+    let loss = |bits: u64| f64::from_bits(bits);
+    assert!((loss(own.0) - loss(faer.0)).abs() <= 1e-6 * loss(faer.0));
+    let eg = rel_err(&to64(&own.1), &to64(&faer.1));
+    let eh = rel_err(&to64(&own.2), &to64(&faer.2));
+    eprintln!("own vs faer: gradient {eg:.1e}, hvp {eh:.1e}");
+    assert!(eg < 1e-5, "gradient: relative difference {eg:e}");
+    assert!(eh < 1e-5, "hvp: relative difference {eh:e}");
 }
 
 #[test]

@@ -17,10 +17,12 @@
 //! Organisation. Every cached quantity is stored for all examples, row-major and contiguous
 //! over examples. Everything that is local to an example (forward, backward through the weights,
 //! R-forward, R-backward) runs block by block ([`NetConfig::row_block`] rows, one task per
-//! block), fused so that a block's activations stay in cache; the first layer's R-forward
-//! `X·V_1ᵀ`, the largest product of an HVP, runs beforehand for the whole batch in bands of
-//! examples. Parameter-space sums over examples (`gᵀa` and friends) are then one GEMM each
-//! over all the examples of a batch, with the output cut into fixed tiles (one task per tile).
+//! block), fused so that a block's activations stay in cache; the first layer's products
+//! `X·W_1ᵀ` and `X·V_1ᵀ`, the largest of their passes, run beforehand for the whole batch in
+//! bands of examples. Parameter-space sums over examples (`gᵀa` and friends) are then one GEMM
+//! each over all the examples of a batch, with the output cut into fixed tiles (one task per
+//! tile). The first layer's three products run on eosbench's own GEMM where it applies
+//! ([`NetConfig::own_gemm`]).
 //! R-pass temporaries exist only for one "physical batch" of [`NetConfig::chunk_rows`]
 //! examples at a time, so memory is bounded for n = 50 000 and wide nets; batches add up in
 //! order. No split depends on the thread count: results are bit-identical for every thread
@@ -29,20 +31,19 @@
 //! The forward/backward state at the last [`Net::gradient`] call is cached and reused by every
 //! [`Net::hvp`] at that point, so a product costs R-forward + R-backward only.
 
+mod first;
 mod layer;
 pub mod reference;
 
-use crate::kernels::gemm::{gemm_par, gemm_rows, view, view_mut};
+use crate::kernels::gemm::{gemm_par, view, view_mut};
 use crate::kernels::{self, KernelPath};
 use crate::model::{Activation, Layout, Loss, MlpSpec};
 use crate::par::Par;
 use crate::real::Real;
 use faer::Accum;
+use first::FirstLayer;
 use rayon::prelude::*;
 use std::time::Instant;
-
-/// Examples per task of the first layer's R-forward product (see [`Net::hvp`]).
-const FIRST_LAYER_BAND: usize = 512;
 
 /// A labelled data set in the kernel precision: `x` is `n × d`, row-major.
 #[derive(Clone, Debug)]
@@ -95,6 +96,10 @@ pub struct NetConfig {
     pub row_block: usize,
     /// Examples per physical batch of the R-passes (rounded up to whole row blocks).
     pub chunk_rows: usize,
+    /// Run the first layer's products on eosbench's own f32 GEMM with `X` packed once (an
+    /// extra copy of `X` in memory) where it applies: f32 on the AVX-512 kernel path. Off, or
+    /// elsewhere, they run on faer.
+    pub own_gemm: bool,
 }
 
 impl Default for NetConfig {
@@ -102,6 +107,7 @@ impl Default for NetConfig {
         NetConfig {
             row_block: 256,
             chunk_rows: 8192,
+            own_gemm: true,
         }
     }
 }
@@ -348,6 +354,8 @@ pub struct Net<T> {
     hv_stack: Vec<Vec<T>>,
     hb_stack: Vec<Vec<T>>,
     hv_side: Vec<Vec<T>>,
+    /// The first layer's GEMM and its packed operands.
+    first: FirstLayer,
     times: PhaseTimes,
 }
 
@@ -369,6 +377,7 @@ impl<T: Real> Net<T> {
         assert!(cfg.row_block > 0 && cfg.chunk_rows > 0);
         let dims = spec.dims();
         let cache = Cache::new(&dims, data.n, cfg.row_block, loss == Loss::Ce);
+        let first = FirstLayer::new(&data, &cfg, path);
         Net {
             spec: spec.clone(),
             loss,
@@ -393,6 +402,7 @@ impl<T: Real> Net<T> {
             hv_stack: Vec::new(),
             hb_stack: Vec::new(),
             hv_side: Vec::new(),
+            first,
             times: PhaseTimes::default(),
         }
     }
@@ -416,6 +426,11 @@ impl<T: Real> Net<T> {
     }
     pub fn kernel_path(&self) -> KernelPath {
         self.path
+    }
+    /// The GEMM that runs the first layer's products: `"own"` or `"faer"` (see
+    /// [`NetConfig::own_gemm`]).
+    pub fn first_layer_gemm(&self) -> &'static str {
+        self.first.name()
     }
     pub fn config(&self) -> NetConfig {
         self.cfg
@@ -513,6 +528,18 @@ impl<T: Real> Net<T> {
     /// backward recursion through the weights with the `g`/`e` caches.
     #[inline(never)]
     fn run_local(&mut self, backward: bool, par: Par) {
+        // Layer 1's `X·W_1ᵀ` first, for all examples (bias and activation follow per block).
+        {
+            let (n, d, h1) = (self.data.n, self.dims[0], self.dims[1]);
+            let z1 = if self.dims.len() > 2 {
+                &mut self.cache.a[0]
+            } else {
+                &mut self.cache.out
+            };
+            let w1 = &self.params[self.layout.layers[0].w_range()];
+            self.first
+                .times_wt(par, &self.data.x, n, d, w1, h1, &mut z1[..n * h1]);
+        }
         let dims = &self.dims;
         let layout = &self.layout;
         let params = &self.params;
@@ -535,19 +562,22 @@ impl<T: Real> Net<T> {
                 da,
                 stats,
             } = blk;
-            let x = rows_of(&data.x, r0, rows, data.d);
             for l in 0..nl {
                 let slot = layout.layers[l];
                 let (hi, ho) = (dims[l], dims[l + 1]);
                 let w = &params[slot.w_range()];
                 let bias = &params[slot.b_range()];
                 let (done, rest) = a.split_at_mut(l);
-                let input: &[T] = if l == 0 { x } else { done[l - 1] };
+                // (Layer 1's product is already in place.)
                 if l + 1 < nl {
-                    layer::forward(rows, hi, ho, input, w, rest[0]);
+                    if l > 0 {
+                        layer::forward(rows, hi, ho, done[l - 1], w, rest[0]);
+                    }
                     kernels::bias_act(path, act, rows, ho, rest[0], bias, s1[l], s2[l]);
                 } else {
-                    layer::forward(rows, hi, ho, input, w, out);
+                    if l > 0 {
+                        layer::forward(rows, hi, ho, done[l - 1], w, out);
+                    }
                     kernels::add_bias(path, rows, ho, out, bias);
                 }
             }
@@ -591,13 +621,20 @@ impl<T: Real> Net<T> {
             let (hi, ho) = (self.dims[l], self.dims[l + 1]);
             let (wpart, bpart) = grad[slot.w_off..slot.b_off + ho].split_at_mut(ho * hi);
             let g = &self.cache.g[l];
-            gemm_par(
-                par,
-                view_mut(wpart, ho, hi),
-                Accum::Replace,
-                view(g, n, ho).transpose(),
-                view(self.cache.input(data, &self.dims, l, 0, n), n, hi),
-            );
+            let input = self.cache.input(data, &self.dims, l, 0, n);
+            if l == 0 {
+                let shape = (n, ho, hi);
+                self.first
+                    .sum(par, g, shape, input, 0, wpart, Accum::Replace);
+            } else {
+                gemm_par(
+                    par,
+                    view_mut(wpart, ho, hi),
+                    Accum::Replace,
+                    view(g, n, ho).transpose(),
+                    view(input, n, hi),
+                );
+            }
             kernels::col_sums(self.path, n, ho, g, ho, bpart, false);
         }
     }
@@ -678,17 +715,18 @@ impl<T: Real> Net<T> {
         let (v_stack, c_stack, v_side) = (&self.v_stack, &self.c_stack, &self.v_side);
         let hess = curv == Curvature::Hessian;
         // Layer 1 first, for the whole batch: `r_z_1 = X·V_1ᵀ` is the largest product of the
-        // R-forward, and bands of FIRST_LAYER_BAND examples run it faster than row blocks do
-        // when `b > 1` (wider `V` panels are shared by more rows).
-        let h1 = dims[1];
+        // R-forward, and bands of examples run it faster than row blocks do when `b > 1`
+        // (wider `V` panels are shared by more rows).
+        let (h1, d) = (dims[1], data.d);
         let t0 = Instant::now();
-        gemm_rows(
+        self.first.times_wt(
             par,
-            view_mut(&mut self.rwork.rz[0][..len * b * h1], len, b * h1),
-            Accum::Replace,
-            view(rows_of(&data.x, r0, len, data.d), len, data.d),
-            view(&v_stack[0][..b * h1 * data.d], b * h1, data.d).transpose(),
-            FIRST_LAYER_BAND,
+            rows_of(&data.x, r0, len, d),
+            len,
+            d,
+            &v_stack[0][..b * h1 * d],
+            b * h1,
+            &mut self.rwork.rz[0][..len * b * h1],
         );
         self.times.rlocal_first += t0.elapsed().as_secs_f64();
         let run = |(s, rb): (usize, RBlockMut<'_, T>)| {
@@ -774,15 +812,20 @@ impl<T: Real> Net<T> {
             let (hi, ho) = (dims[l], dims[l + 1]);
             let rg = &rwork.rg[l][..rows * b * ho];
             let t0 = Instant::now();
-            gemm_par(
-                par,
-                view_mut(&mut self.hv_stack[l][..b * ho * hi], b * ho, hi),
-                acc0,
-                view(rg, rows, b * ho).transpose(),
-                view(cache.input(data, dims, l, r0, rows), rows, hi),
-            );
+            let input = cache.input(data, dims, l, r0, rows);
+            let hv = &mut self.hv_stack[l][..b * ho * hi];
             if l == 0 {
+                let shape = (rows, b * ho, hi);
+                self.first.sum(par, rg, shape, input, r0, hv, acc0);
                 self.times.hvp_reduce_first += t0.elapsed().as_secs_f64();
+            } else {
+                gemm_par(
+                    par,
+                    view_mut(hv, b * ho, hi),
+                    acc0,
+                    view(rg, rows, b * ho).transpose(),
+                    view(input, rows, hi),
+                );
             }
             if curv == Curvature::Hessian && l > 0 {
                 gemm_par(

@@ -1,0 +1,124 @@
+//! The first layer's products, `X·Wᵀ` (forward), `X·Vᵀ` (R-forward) and `gᵀ·X` (sums over
+//! examples): the largest of every pass at the Figure-1 shape (`d = 3072` inputs against
+//! `h = 200` units).
+//!
+//! In f32 on AVX-512 CPUs they run on eosbench's own GEMM ([`kernels::sgemm`]) with `X` packed
+//! once when the net is built (an extra copy of `X`: 61 MB for cifar10-5k), unless
+//! [`NetConfig::own_gemm`] is off; otherwise, and always in f64, on faer.
+//!
+//! [`kernels::sgemm`]: crate::kernels::sgemm
+
+use super::{Data, NetConfig};
+use crate::kernels::gemm::{gemm_par, gemm_rows, view, view_mut};
+use crate::kernels::{self, KernelPath};
+use crate::par::Par;
+use crate::real::Real;
+use faer::Accum;
+
+/// Examples per task of the first layer's forward and R-forward products.
+pub(super) const BAND: usize = 512;
+
+/// Which GEMM runs the first layer, with its packed operands.
+pub(super) enum FirstLayer {
+    Faer,
+    #[cfg(target_arch = "x86_64")]
+    Own {
+        /// `X` (`n × d`) packed as the right operand of the sums.
+        x: kernels::sgemm::PackedB,
+        /// `Wᵀ` or the stacked `Vᵀ` of the current call.
+        w: kernels::sgemm::PackedB,
+    },
+}
+
+impl FirstLayer {
+    pub(super) fn new<T: Real>(data: &Data<T>, cfg: &NetConfig, path: KernelPath) -> Self {
+        #[cfg(target_arch = "x86_64")]
+        if cfg.own_gemm
+            && path == KernelPath::Avx512
+            && kernels::is_f32::<T>()
+            && kernels::sgemm::available()
+        {
+            let mut x = kernels::sgemm::PackedB::default();
+            kernels::sgemm::pack_rows(kernels::cast_f32(&data.x), data.n, data.d, &mut x);
+            return FirstLayer::Own {
+                x,
+                w: Default::default(),
+            };
+        }
+        let _ = (data, cfg, path);
+        FirstLayer::Faer
+    }
+
+    /// The name recorded with timings: `"own"` or `"faer"`.
+    pub(super) fn name(&self) -> &'static str {
+        match self {
+            FirstLayer::Faer => "faer",
+            #[cfg(target_arch = "x86_64")]
+            FirstLayer::Own { .. } => "own",
+        }
+    }
+
+    /// `C = X_rows·Wᵀ` for `rows` examples `x` (`rows × d`) and `W` of `m × d`; `C` is
+    /// `rows × m`. Bands of [`BAND`] rows, one task each.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn times_wt<T: Real>(
+        &mut self,
+        par: Par,
+        x: &[T],
+        rows: usize,
+        d: usize,
+        w: &[T],
+        m: usize,
+        c: &mut [T],
+    ) {
+        match self {
+            FirstLayer::Faer => gemm_rows(
+                par,
+                view_mut(c, rows, m),
+                Accum::Replace,
+                view(x, rows, d),
+                view(w, m, d).transpose(),
+                BAND,
+            ),
+            #[cfg(target_arch = "x86_64")]
+            FirstLayer::Own { w: packed, .. } => {
+                kernels::sgemm::pack_transposed(kernels::cast_f32(w), m, d, packed);
+                let (x, c) = (kernels::cast_f32(x), kernels::cast_f32_mut(c));
+                kernels::sgemm::rows_times(par, x, rows, packed, c, BAND);
+            }
+        }
+    }
+
+    /// `C (=|+=) gᵀ·X_rows`: the sum over the examples `r0 .. r0 + rows` (`x`, `rows × d`) of
+    /// `g` (`rows × m`); `C` is `m × d`.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn sum<T: Real>(
+        &self,
+        par: Par,
+        g: &[T],
+        (rows, m, d): (usize, usize, usize),
+        x: &[T],
+        r0: usize,
+        c: &mut [T],
+        accum: Accum,
+    ) {
+        match self {
+            FirstLayer::Faer => {
+                gemm_par(
+                    par,
+                    view_mut(c, m, d),
+                    accum,
+                    view(g, rows, m).transpose(),
+                    view(x, rows, d),
+                );
+            }
+            #[cfg(target_arch = "x86_64")]
+            FirstLayer::Own { x: packed, .. } => {
+                debug_assert_eq!((x.len(), packed.n()), (rows * d, d));
+                let (g, c) = (kernels::cast_f32(g), kernels::cast_f32_mut(c));
+                let add = accum == Accum::Add;
+                kernels::sgemm::transposed_times(par, g, rows, m, packed, r0, c, add);
+            }
+        }
+    }
+}
