@@ -4,6 +4,9 @@
 //! `cargo bench --bench kernels` — all widths (100, 200, 400, 800) × threads (1, 2);
 //! `EOSBENCH_BENCH_WIDTHS=200 EOSBENCH_BENCH_THREADS=1,2 cargo bench --bench kernels` — a subset;
 //! `cargo bench --bench kernels -- --profile-time 10` — flamegraphs under target/criterion.
+//! On AVX-512 CPUs the passes run the first layer on eosbench's own GEMM; the `-faer` entries
+//! (gradient, HVP b = 1 and 4) run the same passes with it on faer, and `roof-own` is the
+//! gradient's GEMMs with the first layer's two on the own GEMM.
 //! Throughput is in FLOP/s of the GEMMs each pass performs (criterion's "elem/s"); the group
 //! `kernels/peak` measures the f32 FMA peak of the machine (independent FMA chains, no memory
 //! traffic) at the same thread counts, the ceiling every rate here is a fraction of.
@@ -82,24 +85,24 @@ impl<'a> Operand<'a> {
 }
 
 /// The GEMMs of one gradient evaluation on full-size operands, layer by layer: each call
-/// `gemm(a, b, c)` is to write `C = A · B` into the row-major `c`. Per layer (input `N × hi`,
+/// `gemm(l, a, b, c)` is to write `C = A · B` into the row-major `c` (`l`: 0-based layer). Per layer (input `N × hi`,
 /// weights `W` of `ho × hi`): `z = input · Wᵀ` (`N × ho`), `dW = zᵀ · input` (`ho × hi`) and,
 /// for every layer but the first, `da = z · W` (`N × hi`).
 fn gradient_gemms(
     spec: &MlpSpec,
     bufs: &mut RoofBufs,
-    mut gemm: impl FnMut(Operand<'_>, Operand<'_>, &mut [f32]),
+    mut gemm: impl FnMut(usize, Operand<'_>, Operand<'_>, &mut [f32]),
 ) {
     let dims = spec.dims();
     for l in 0..dims.len() - 1 {
         let (hi, ho) = (dims[l], dims[l + 1]);
         let input = Operand::new(if l == 0 { &bufs.x } else { &bufs.act[l - 1] }, N, hi);
         let w = Operand::new(&bufs.w[l], ho, hi);
-        gemm(input, w.t(), &mut bufs.z[l]);
+        gemm(l, input, w.t(), &mut bufs.z[l]);
         let z = Operand::new(&bufs.z[l], N, ho);
-        gemm(z.t(), input, &mut bufs.dw[l]);
+        gemm(l, z.t(), input, &mut bufs.dw[l]);
         if l > 0 {
-            gemm(z, w, &mut bufs.da[l - 1]);
+            gemm(l, z, w, &mut bufs.da[l - 1]);
         }
     }
 }
@@ -112,23 +115,52 @@ fn roof_faer(spec: &MlpSpec, bufs: &mut RoofBufs, threads: usize) {
     } else {
         faer::Par::Seq
     };
-    gradient_gemms(spec, bufs, |a, b, c| {
-        let (m, n) = (a.shape().0, b.shape().1);
-        faer::linalg::matmul::matmul(
-            view_mut(c, m, n),
-            Accum::Replace,
-            a.faer(),
-            b.faer(),
-            1.0,
-            par,
-        );
+    gradient_gemms(spec, bufs, |_, a, b, c| faer_gemm(par, a, b, c));
+}
+
+fn faer_gemm(par: faer::Par, a: Operand<'_>, b: Operand<'_>, c: &mut [f32]) {
+    let (m, n) = (a.shape().0, b.shape().1);
+    faer::linalg::matmul::matmul(
+        view_mut(c, m, n),
+        Accum::Replace,
+        a.faer(),
+        b.faer(),
+        1.0,
+        par,
+    );
+}
+
+/// The same GEMMs with the first layer's two on eosbench's own GEMM (`X` packed beforehand,
+/// `W_1ᵀ` packed per call, as in the passes) and the rest on faer: the roof of the passes'
+/// default configuration on AVX-512 CPUs.
+fn roof_own(spec: &MlpSpec, bufs: &mut RoofBufs, packed: &mut OwnPacked, threads: usize) {
+    use eosbench::kernels::sgemm;
+    let (par, fpar) = if threads > 1 {
+        (Par::Rayon, faer::Par::rayon(threads))
+    } else {
+        (Par::Seq, faer::Par::Seq)
+    };
+    let h1 = spec.dims()[1];
+    gradient_gemms(spec, bufs, |l, a, b, c| match (l, a.transposed) {
+        (0, false) => {
+            sgemm::pack_transposed(b.data, h1, D, &mut packed.w);
+            sgemm::rows_times(par, a.data, N, &packed.w, c, 512);
+        }
+        (0, true) => sgemm::transposed_times(par, a.data, N, h1, &packed.x, 0, c, false),
+        _ => faer_gemm(fpar, a, b, c),
     });
+}
+
+/// The packed operands of [`roof_own`].
+struct OwnPacked {
+    x: eosbench::kernels::sgemm::PackedB,
+    w: eosbench::kernels::sgemm::PackedB,
 }
 
 /// The same GEMMs through matrixmultiply (no thread pool of its own: rows of the output are
 /// split across the rayon pool for t > 1).
 fn roof_mm(spec: &MlpSpec, bufs: &mut RoofBufs, threads: usize) {
-    gradient_gemms(spec, bufs, |a, b, c| mm(threads, a, b, c));
+    gradient_gemms(spec, bufs, |_, a, b, c| mm(threads, a, b, c));
 }
 
 /// Row-split matrixmultiply sgemm: `C (m × n, row-major) = A (m × k) · B (k × n)`.
@@ -204,7 +236,22 @@ fn bench_kernels(c: &mut Criterion) {
         let spec = MlpSpec::new(D, &[h, h], 10, Activation::Tanh).unwrap();
         let p = init_params::<f32>(&spec, 0).data;
         let mut net = Net::new(&spec, Loss::Mse, data.clone(), NetConfig::default());
+        // The same passes with the first layer on faer, side by side with the default.
+        let faer_cfg = NetConfig {
+            own_gemm: false,
+            ..NetConfig::default()
+        };
+        let mut net_faer = Net::new(&spec, Loss::Mse, data.clone(), faer_cfg);
+        let own = net.first_layer_gemm() == "own";
         let mut roof = RoofBufs::new(&spec, data.x.clone());
+        let mut packed = own.then(|| {
+            let mut x = eosbench::kernels::sgemm::PackedB::default();
+            eosbench::kernels::sgemm::pack_rows(&data.x, N, D, &mut x);
+            OwnPacked {
+                x,
+                w: Default::default(),
+            }
+        });
         let mut grad = vec![0f32; p.len()];
         let mut g = c.benchmark_group(format!("kernels/h{h}"));
         g.sampling_mode(common::flat());
@@ -212,6 +259,7 @@ fn bench_kernels(c: &mut Criterion) {
             let pool = common::pool(t);
             let par = Par::from_threads(t);
             pool.install(|| net.gradient(&p, &mut grad, par));
+            pool.install(|| net_faer.gradient(&p, &mut grad, par));
             g.throughput(Throughput::Elements(flops::forward(&spec, N) as u64));
             g.bench_function(BenchmarkId::new("loss", format!("t{t}")), |bch| {
                 bch.iter(|| pool.install(|| net.evaluate(&p, par)))
@@ -220,9 +268,19 @@ fn bench_kernels(c: &mut Criterion) {
             g.bench_function(BenchmarkId::new("gradient", format!("t{t}")), |bch| {
                 bch.iter(|| pool.install(|| net.gradient(&p, &mut grad, par)))
             });
+            if own {
+                g.bench_function(BenchmarkId::new("gradient-faer", format!("t{t}")), |bch| {
+                    bch.iter(|| pool.install(|| net_faer.gradient(&p, &mut grad, par)))
+                });
+            }
             g.bench_function(BenchmarkId::new("roof-faer", format!("t{t}")), |bch| {
                 bch.iter(|| pool.install(|| roof_faer(&spec, &mut roof, t)))
             });
+            if let Some(packed) = packed.as_mut() {
+                g.bench_function(BenchmarkId::new("roof-own", format!("t{t}")), |bch| {
+                    bch.iter(|| pool.install(|| roof_own(&spec, &mut roof, packed, t)))
+                });
+            }
             g.bench_function(BenchmarkId::new("roof-mm", format!("t{t}")), |bch| {
                 bch.iter(|| pool.install(|| roof_mm(&spec, &mut roof, t)))
             });
@@ -242,6 +300,18 @@ fn bench_kernels(c: &mut Criterion) {
                         })
                     },
                 );
+                if own && (b == 1 || b == 4) {
+                    g.bench_function(
+                        BenchmarkId::new(format!("hvp-b{b}-faer"), format!("t{t}")),
+                        |bch| {
+                            bch.iter(|| {
+                                pool.install(|| {
+                                    net_faer.hvp(&dirs, &mut out, b, Curvature::Hessian, par)
+                                })
+                            })
+                        },
+                    );
+                }
                 if b == 1 {
                     g.throughput(Throughput::Elements(flops::ggn(&spec, N) as u64));
                     g.bench_function(BenchmarkId::new("ggn-b1", format!("t{t}")), |bch| {

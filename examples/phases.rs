@@ -1,5 +1,6 @@
 //! Phase timings of the gradient and of HVP blocks at the Figure-1 shape (synthetic data):
-//! `cargo run --release --example phases -- [threads] [width] [input_dim] [row_block]`.
+//! `cargo run --release --example phases -- [threads] [width] [input_dim] [row_block] [gemm]`,
+//! `gemm` = `own` (default) or `faer` for the first layer's products.
 use eosbench::mlp::{Curvature, Data, Net, NetConfig};
 use eosbench::model::{init_params, Activation, Loss, MlpSpec};
 use eosbench::par::with_threads;
@@ -8,6 +9,7 @@ use std::time::Instant;
 fn main() {
     let args: Vec<usize> = std::env::args()
         .skip(1)
+        .take(4)
         .map(|a| a.parse().expect("number"))
         .collect();
     let threads = args.first().copied().unwrap_or(1);
@@ -17,6 +19,11 @@ fn main() {
         .get(3)
         .copied()
         .unwrap_or(NetConfig::default().row_block);
+    let own_gemm = match std::env::args().nth(5).as_deref() {
+        None | Some("own") => true,
+        Some("faer") => false,
+        Some(other) => panic!("gemm must be `own` or `faer`, not {other:?}"),
+    };
     let ds = eosbench::data::synthetic(5000, d, 10, 0);
     let spec = MlpSpec::new(d, &[h, h], 10, Activation::Tanh).unwrap();
     let p = init_params::<f32>(&spec, 0).data;
@@ -27,9 +34,11 @@ fn main() {
             Data::new(ds.x.clone(), ds.labels.clone(), d, 10),
             NetConfig {
                 row_block: rb,
+                own_gemm,
                 ..NetConfig::default()
             },
         );
+        println!("first-layer GEMM: {}", net.first_layer_gemm());
         let mut g = vec![0f32; p.len()];
         net.gradient(&p, &mut g, par);
         let reps = 5;
