@@ -9,9 +9,10 @@
 //! - Micro-kernel: an `8 × 48` tile of `C` in 24 registers; per step of the inner dimension it
 //!   loads 3 vectors of packed `B` and broadcasts 8 elements of `A` read in place (8 rows of `X`,
 //!   or 8 consecutive columns of `g` in the sums), 24 FMAs.
-//! - Blocking: the inner dimension runs in blocks of [`KC`]; within a block every 8-row panel of
-//!   `A` (in L1) sweeps over the block's micro-panels of `B` (in L2), and prefetches its share of
-//!   the next block, so the stream of `X` from memory overlaps the arithmetic.
+//! - Blocking: `B`'s panels run in groups of at most 10 (480 columns) and the inner dimension in blocks
+//!   of [`KC`]; within a block every 8-row panel of `A` (in L1) sweeps over the group's
+//!   micro-panels of `B` (in L2), and prefetches its share of the next block, so the stream of
+//!   `X` from memory overlaps the arithmetic.
 //! - Summation order: each element of `C` is the sequential sum over the inner dimension, block
 //!   by block, starting from its old value (or zero). It does not depend on how `C` is cut into
 //!   tiles, so results are bit-identical for every thread count (DESIGN §5).
@@ -29,9 +30,9 @@ pub const MR: usize = 8;
 pub const NR: usize = 48;
 /// Block of the inner dimension (part of the summation order).
 pub const KC: usize = 256;
-/// Panels of `B` swept by the row panels of `A` before moving on (a `KC × 384` block of `B`,
-/// 384 KB, stays in L2).
-const GROUP: usize = 8;
+/// Most panels of `B` swept by the row panels of `A` before moving on (a `KC × 480` block of
+/// `B`, 480 KB, stays in L2); a product with more is cut into equal groups.
+const GROUP: usize = 10;
 
 /// A read-only operand: element `(i, j)` at `ptr + i·rs + j·cs` (in elements).
 #[derive(Clone, Copy, Debug)]
@@ -110,8 +111,9 @@ impl PackedB {
 /// column is column `jp0·NR` of `B`) with row stride `ldc` and unit column stride, `A` is
 /// `m × kk` with `a.rs == 1` or `a.cs == 1`.
 ///
-/// The inner dimension runs in blocks of [`KC`]; for each block, every 8-row panel of `A`
-/// (in L1) sweeps over the `np` micro-panels of `B` (in L2).
+/// The panels run in groups of [`GROUP`], and for each group the inner dimension in blocks of
+/// [`KC`]; for each block, every 8-row panel of `A` (in L1) sweeps over the group's micro-panels
+/// of `B` (in L2).
 ///
 /// # Safety
 /// The CPU supports AVX-512F; `A` and `C` are valid for their shapes and strides; the ranges
@@ -142,10 +144,11 @@ unsafe fn sgemm_packed(
         }
         return;
     }
-    // Groups of at most GROUP panels, so that a block of `B` (`KC × 384`) stays in L2.
+    // Equal groups of at most GROUP panels, so that a block of `B` stays in L2.
+    let group = np.div_ceil(np.div_ceil(GROUP));
     let mut g0 = 0;
     while g0 < np {
-        let gn = GROUP.min(np - g0);
+        let gn = group.min(np - g0);
         let mut p0 = 0;
         while p0 < kk {
             let kc = KC.min(kk - p0);
