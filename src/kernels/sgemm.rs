@@ -13,9 +13,11 @@
 //!   of [`KC`]; within a block every 8-row panel of `A` (in L1) sweeps over the group's
 //!   micro-panels of `B` (in L2), and prefetches its share of the next block, so the stream of
 //!   `X` from memory overlaps the arithmetic.
-//! - Summation order: each element of `C` is the sequential sum over the inner dimension, block
-//!   by block, starting from its old value (or zero). It does not depend on how `C` is cut into
-//!   tiles, so results are bit-identical for every thread count (DESIGN §5).
+//! - Summation order: each block of [`KC`] steps is summed from zero in registers and then added
+//!   to the element of `C` (its old value, or the blocks before), block by block in order: a
+//!   two-level sum whose rounding error grows like `KC + k/KC`, not `k`. The order does not
+//!   depend on how `C` is cut into tiles, so results are bit-identical for every thread count
+//!   (DESIGN §5).
 //!
 //! The safe entry points ([`pack_rows`], [`pack_transposed`], [`rows_times`],
 //! [`transposed_times`]) check shapes; they exist only where AVX-512F does ([`available`]).
@@ -259,13 +261,6 @@ unsafe fn micro<const NV: usize, const ACOL: bool>(
         let valid = t.cols.saturating_sub(16 * v).min(16);
         *m = ((1u32 << valid) - 1) as u16;
     }
-    if t.load {
-        for (r, row) in acc.iter_mut().enumerate().take(t.rows) {
-            for (v, x) in row.iter_mut().enumerate() {
-                *x = _mm512_maskz_loadu_ps(mask[v], cp.add(r * t.ldc + 16 * v));
-            }
-        }
-    }
     if ACOL {
         let mut a = ap;
         let mut b = bp;
@@ -301,8 +296,14 @@ unsafe fn micro<const NV: usize, const ACOL: bool>(
         }
     }
     for (r, row) in acc.iter().enumerate().take(t.rows) {
-        for (v, x) in row.iter().enumerate() {
-            _mm512_mask_storeu_ps(cp.add(r * t.ldc + 16 * v), mask[v], *x);
+        for (v, &x) in row.iter().enumerate() {
+            let c = cp.add(r * t.ldc + 16 * v);
+            let x = if t.load {
+                _mm512_add_ps(_mm512_maskz_loadu_ps(mask[v], c), x)
+            } else {
+                x
+            };
+            _mm512_mask_storeu_ps(c, mask[v], x);
         }
     }
 }
@@ -401,16 +402,20 @@ pub fn rows_times(par: Par, a: &[f32], rows: usize, b: &PackedB, c: &mut [f32], 
     }
 }
 
-/// Column tiles of [`transposed_times`], in panels: 4 panels (192 columns) keep a block of `B`
-/// (`KC × 192`) in L2 next to `A`'s panel, and give 16 tiles at `d = 3072`.
-const TILE_PANELS: usize = 4;
+/// Column tiles of [`transposed_times`], in panels. Every column tile reads all of `G` again
+/// (16 MB for a 4-direction block at cifar10-5k), so tiles are as wide as a block of `B` that
+/// fits L2 allows: 8 panels (384 columns, 384 KB). Measured on the first-layer sum at h = 200
+/// (phases example, 1 thread): 4-panel tiles took 29.6 ms per direction at b = 4, 8-panel ones
+/// 27.1–27.4; 10-panel ones slowed b = 1 from 29 to 33 ms.
+const TILE_PANELS: usize = 8;
 
 /// `C (=|+=) Gᵀ·B[k0 .. k0+rows]` for a row-major `G` of `rows × m` (rows = examples) and `C`
 /// of `m × b.n()`: the first layer's sums over the examples `k0 .. k0+rows` of a packed `X`.
 ///
 /// `C` is cut into tiles of all `m` rows (each tile streams its columns of `X` once for every
-/// direction of a block) and [`TILE_PANELS`] panels, plus row tiles when that gives fewer than
-/// 8 tasks; one task per tile on the pool of `par`.
+/// direction of a block) and [`TILE_PANELS`] panels, plus row tiles when that gives fewer
+/// tiles than the pool has threads; one task per tile on the pool of `par`. The tiling may
+/// follow the thread count because the result does not depend on it (see the module doc).
 #[allow(clippy::too_many_arguments)]
 pub fn transposed_times(
     par: Par,
@@ -437,7 +442,11 @@ pub fn transposed_times(
     }
     let panels = b.panels();
     let col_tiles = panels.div_ceil(TILE_PANELS);
-    let row_tiles = 8usize.div_ceil(col_tiles).min(m.div_ceil(64)).max(1);
+    let threads = match par {
+        Par::Seq => 1,
+        Par::Rayon => rayon::current_num_threads(),
+    };
+    let row_tiles = threads.div_ceil(col_tiles).min(m.div_ceil(64)).max(1);
     let rt = m.div_ceil(row_tiles).div_ceil(MR) * MR;
     let tiles: Vec<(usize, usize)> = (0..m)
         .step_by(rt)
@@ -514,12 +523,14 @@ mod tests {
         (c, scale)
     }
 
-    /// A sequential f32 sum of `k` products is within `k·u` (u = 2⁻²⁴) of the sum of their
-    /// magnitudes; a lost or doubled term is off by about `1/k` of it.
+    /// The two-level f32 sum of `k` products (blocks of `KC` summed, then added in order) is
+    /// within `(min(k, KC) + ⌈k/KC⌉ + 1)·u` (u = 2⁻²⁴) of the sum of their magnitudes; a lost or
+    /// doubled term is off by about `1/k` of it.
     fn assert_close(got: &[f32], want: &[f64], scale: &[f64], k: usize, what: &str) {
         assert_eq!(got.len(), want.len());
+        let terms = k.min(KC) + k.div_ceil(KC) + 1;
         for (i, ((&g, &w), &s)) in got.iter().zip(want).zip(scale).enumerate() {
-            let tol = (k as f64 + 1.0) * f32::EPSILON as f64 / 2.0 * s;
+            let tol = terms as f64 * f32::EPSILON as f64 / 2.0 * s;
             assert!(
                 (g as f64 - w).abs() <= tol,
                 "{what}: element {i}: {g} vs {w} (scale {s})"
