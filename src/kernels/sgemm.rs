@@ -538,8 +538,9 @@ mod tests {
         }
     }
 
-    /// Awkward sizes around the micro-tile (8 × 48), the vector width (16), `KC` (256) and the
-    /// panel group (8 panels).
+    /// Awkward sizes around the micro-tile (8 × 48), the vector width (16), `KC` (256), the
+    /// panel groups (at most 10 panels: 500 columns make 11, in groups of 6 and 5) and the
+    /// 8-panel tiles of the sums.
     const SIZES: [(usize, usize, usize); 10] = [
         (1, 1, 1),
         (7, 15, 3),
@@ -550,7 +551,7 @@ mod tests {
         (16, 200, 64),
         (40, 17, 300),
         (3, 144, 0),
-        (12, 433, 260),
+        (12, 500, 260),
     ];
 
     #[test]
