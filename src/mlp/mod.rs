@@ -25,7 +25,8 @@
 //! ([`NetConfig::own_gemm`]).
 //! R-pass temporaries exist only for one "physical batch" of [`NetConfig::chunk_rows`]
 //! examples at a time, so memory is bounded for n = 50 000 and wide nets; batches add up in
-//! order. No split depends on the thread count: results are bit-identical for every thread
+//! order. No split that changes a summation order depends on the thread count (the own GEMM's
+//! tiles may, as its sums do not depend on them): results are bit-identical for every thread
 //! count.
 //!
 //! The forward/backward state at the last [`Net::gradient`] call is cached and reused by every
