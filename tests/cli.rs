@@ -241,6 +241,10 @@ fn init_then_loss_round_trip(dtype: &str, dir: &Path) {
     assert_eq!(a["spec"], b["spec"]);
     assert_eq!(b["p"], 656_810);
     assert_eq!(b["model"]["seed"], 5, "seed recorded in the checkpoint");
+    // The first layer's GEMM is recorded: faer in f64; in f32, the own one on AVX-512.
+    let gemm = b["first_layer_gemm"].as_str().unwrap();
+    let own = dtype == "f32" && b["kernel_path"] == "avx512";
+    assert_eq!(gemm, if own { "own" } else { "faer" }, "{b}");
     let loss = a["loss"].as_f64().unwrap();
     // Untrained 10-output net, MSE against one-hot targets: about ½·(1 + small outputs²).
     assert!(loss > 0.3 && loss < 2.0, "loss {loss}");

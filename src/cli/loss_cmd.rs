@@ -40,7 +40,14 @@ fn run<T: Real>(args: &LossArgs, ctx: &Context) -> Result<Output, CliError> {
         ("n", ds.n.to_string()),
         ("model", format!("{}, p = {p} ({source})", spec.describe())),
         ("loss fn", args.net.data.loss.to_string()),
-        ("dtype", args.net.dtype.to_string()),
+        (
+            "dtype",
+            format!(
+                "{} (first-layer GEMM: {})",
+                args.net.dtype,
+                net.first_layer_gemm()
+            ),
+        ),
         ("loss", format!("{}", ev.loss)),
         ("accuracy", format!("{:.4}", ev.accuracy)),
         (
@@ -66,6 +73,7 @@ fn run<T: Real>(args: &LossArgs, ctx: &Context) -> Result<Output, CliError> {
         "data_seconds": load_s,
         "threads": ctx.threads,
         "kernel_path": ctx.kernel_path,
+        "first_layer_gemm": net.first_layer_gemm(),
     });
     Ok(Output::ok(text, json))
 }

@@ -145,7 +145,12 @@ fn run<T: Real>(args: &SharpnessArgs, ctx: &Context) -> Result<Output, CliError>
         ),
         (
             "operator",
-            format!("{:?}, {} kernels", curv, args.net.dtype),
+            format!(
+                "{:?}, {} kernels, first-layer GEMM: {}",
+                curv,
+                args.net.dtype,
+                net.first_layer_gemm()
+            ),
         ),
         (
             "solver",
@@ -192,6 +197,7 @@ fn run<T: Real>(args: &SharpnessArgs, ctx: &Context) -> Result<Output, CliError>
         "products": r.products, "iterations": r.iterations, "restarts": r.restarts,
         "seconds": s.seconds, "product_seconds": s.product_seconds, "gradient_seconds": grad_s,
         "threads": ctx.threads, "kernel_path": ctx.kernel_path,
+        "first_layer_gemm": net.first_layer_gemm(),
     });
     Ok(Output::ok(text, json))
 }
