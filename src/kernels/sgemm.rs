@@ -358,8 +358,9 @@ pub fn pack_transposed(w: &[f32], m: usize, d: usize, out: &mut PackedB) {
     unsafe { out.pack(d, m, b) }
 }
 
-/// `C = A·B` for a row-major `A` of `rows × b.k()` and `C` of `rows × b.n()`, in bands of
-/// `band` rows, one task per band on the pool of `par`.
+/// `C = A·B` for a row-major `A` of `rows × b.k()` and `C` of `rows × b.n()`, in bands of at
+/// most `band` rows, one task per band on the pool of `par`. Bands get thinner (down to 64 rows)
+/// when the pool has more threads than bands: the result does not depend on them.
 pub fn rows_times(par: Par, a: &[f32], rows: usize, b: &PackedB, c: &mut [f32], band: usize) {
     check_available();
     let (k, n) = (b.k, b.n);
@@ -369,7 +370,14 @@ pub fn rows_times(par: Par, a: &[f32], rows: usize, b: &PackedB, c: &mut [f32], 
         c.fill(0.0);
         return;
     }
-    let band = band.max(1);
+    let threads = match par {
+        Par::Seq => 1,
+        Par::Rayon => rayon::current_num_threads(),
+    };
+    let band = band
+        .min(rows.div_ceil(threads).div_ceil(MR) * MR)
+        .max(64.min(band))
+        .max(1);
     let run = |(a, c): (&[f32], &mut [f32])| {
         let a = Operand {
             ptr: a.as_ptr(),
