@@ -287,6 +287,7 @@ pub fn verify(args: &VerifyArgs, ctx: &Context) -> Result<Output, CliError> {
     let ev32 = net32.gradient(&theta32, &mut grad32, ctx.par);
     let mut hu32 = vec![0.0f32; k * p];
     net32.hvp(&dirs32, &mut hu32, k, Curvature::Hessian, ctx.par);
+    let gemm32 = net32.first_layer_gemm();
     drop(net32);
     let f32_s = t.elapsed().as_secs_f64();
     let widen = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<f64>>();
@@ -449,7 +450,13 @@ pub fn verify(args: &VerifyArgs, ctx: &Context) -> Result<Output, CliError> {
             2 * k * s_count
         ),
     );
-    push(&mut text, format!("threads: {}", ctx.describe_threads()));
+    push(
+        &mut text,
+        format!(
+            "threads: {}, f32 first-layer GEMM: {gemm32}",
+            ctx.describe_threads()
+        ),
+    );
 
     let failed: Vec<String> = checks
         .iter()
@@ -512,6 +519,7 @@ pub fn verify(args: &VerifyArgs, ctx: &Context) -> Result<Output, CliError> {
         },
         "threads": ctx.threads,
         "kernel_path": ctx.kernel_path,
+        "f32_first_layer_gemm": gemm32,
     });
     Ok(Output {
         text,
