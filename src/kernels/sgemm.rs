@@ -2,17 +2,17 @@
 //!
 //! The first layer dominates every pass at the Figure-1 shape (`d = 3072` inputs against
 //! `h = 200` units): the forward `X·Wᵀ`, the R-forward `X·Vᵀ` and the sums `gᵀ·X` over examples
-//! are 86 % of a Hessian-vector product's FLOPs. All three read the same data matrix, so it is
+//! are 83 % of a Hessian-vector product's FLOPs. All three read the same data matrix, so it is
 //! packed once per data set into the panel layout the micro-kernel streams ([`PackedB`]); the
 //! weights (or directions) are packed once per call.
 //!
 //! - Micro-kernel: an `8 × 48` tile of `C` in 24 registers; per step of the inner dimension it
 //!   loads 3 vectors of packed `B` and broadcasts 8 elements of `A` read in place (8 rows of `X`,
 //!   or 8 consecutive columns of `g` in the sums), 24 FMAs.
-//! - Blocking: `B`'s panels run in groups of at most 10 (480 columns) and the inner dimension in blocks
-//!   of [`KC`]; within a block every 8-row panel of `A` (in L1) sweeps over the group's
-//!   micro-panels of `B` (in L2), and prefetches its share of the next block, so the stream of
-//!   `X` from memory overlaps the arithmetic.
+//! - Blocking: `B`'s panels run in groups of at most 10 (480 columns) and the inner dimension
+//!   in blocks of [`KC`]; within a block every 8-row panel of `A` (in L1) sweeps over the
+//!   group's micro-panels of `B` (in L2), and prefetches its share of the next block, so the
+//!   stream of `X` from memory overlaps the arithmetic.
 //! - Summation order: each block of [`KC`] steps is summed from zero in registers and then added
 //!   to the element of `C` (its old value, or the blocks before), block by block in order: a
 //!   two-level sum whose rounding error grows like `KC + k/KC`, not `k`. The order does not
@@ -20,7 +20,7 @@
 //!   (DESIGN §5).
 //!
 //! The safe entry points ([`pack_rows`], [`pack_transposed`], [`rows_times`],
-//! [`transposed_times`]) check shapes; they exist only where AVX-512F does ([`available`]).
+//! [`transposed_times`]) check shapes, and panic on CPUs without AVX-512F (ask [`available`]).
 
 use crate::par::Par;
 use rayon::prelude::*;
