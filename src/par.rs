@@ -1,8 +1,9 @@
 //! Parallelism as an explicit argument (house rule 3).
 //!
-//! Kernels split work into blocks whose boundaries depend only on the problem size, give each
-//! output element exactly one owner and combine partial sums in index order, so results are
-//! bit-identical for every thread count (DESIGN §5). `Par` only decides *who* runs the blocks.
+//! Kernels split work into blocks whose boundaries depend only on the problem size (or, where
+//! no summation order depends on them, on [`Par::threads`] too), give each output element
+//! exactly one owner and combine partial sums in index order, so results are bit-identical for
+//! every thread count (DESIGN §5). `Par` only decides *who* runs the blocks.
 
 use rayon::prelude::*;
 
@@ -22,6 +23,14 @@ impl Par {
         match self {
             Par::Seq => (0..n).for_each(f),
             Par::Rayon => (0..n).into_par_iter().for_each(f),
+        }
+    }
+
+    /// Threads that run the blocks: 1, or those of the current rayon pool.
+    pub fn threads(self) -> usize {
+        match self {
+            Par::Seq => 1,
+            Par::Rayon => rayon::current_num_threads(),
         }
     }
 

@@ -198,39 +198,34 @@ unsafe fn tile(
     cols: usize,
     load: bool,
 ) {
-    if rows < MR {
-        // Partial row panel: copy it, zero-padded, into a column-major `MR × kc` scratch.
-        let mut pad = [0f32; MR * KC];
+    // A partial row panel is copied, zero-padded, into a column-major `MR × kc` scratch.
+    let mut pad;
+    let (ap, acol, stride) = if rows < MR {
+        pad = [0f32; MR * KC];
         for p in 0..kc {
             for r in 0..rows {
                 pad[p * MR + r] = *ap.add(r * a.rs + p * a.cs);
             }
         }
-        let t = Tile {
-            rows,
-            cols,
-            ldc,
-            load,
-        };
-        return match cols.div_ceil(16) {
-            3 => micro::<3, true>(kc, pad.as_ptr(), MR, bp, cp, t),
-            2 => micro::<2, true>(kc, pad.as_ptr(), MR, bp, cp, t),
-            _ => micro::<1, true>(kc, pad.as_ptr(), MR, bp, cp, t),
-        };
-    }
+        (pad.as_ptr(), true, MR)
+    } else if a.rs == 1 {
+        (ap, true, a.cs)
+    } else {
+        (ap, false, a.rs)
+    };
     let t = Tile {
         rows,
         cols,
         ldc,
         load,
     };
-    match (cols.div_ceil(16), a.rs == 1) {
-        (3, true) => micro::<3, true>(kc, ap, a.cs, bp, cp, t),
-        (3, false) => micro::<3, false>(kc, ap, a.rs, bp, cp, t),
-        (2, true) => micro::<2, true>(kc, ap, a.cs, bp, cp, t),
-        (2, false) => micro::<2, false>(kc, ap, a.rs, bp, cp, t),
-        (_, true) => micro::<1, true>(kc, ap, a.cs, bp, cp, t),
-        (_, false) => micro::<1, false>(kc, ap, a.rs, bp, cp, t),
+    match (cols.div_ceil(16), acol) {
+        (3, true) => micro::<3, true>(kc, ap, stride, bp, cp, t),
+        (3, false) => micro::<3, false>(kc, ap, stride, bp, cp, t),
+        (2, true) => micro::<2, true>(kc, ap, stride, bp, cp, t),
+        (2, false) => micro::<2, false>(kc, ap, stride, bp, cp, t),
+        (_, true) => micro::<1, true>(kc, ap, stride, bp, cp, t),
+        (_, false) => micro::<1, false>(kc, ap, stride, bp, cp, t),
     }
 }
 
@@ -370,12 +365,8 @@ pub fn rows_times(par: Par, a: &[f32], rows: usize, b: &PackedB, c: &mut [f32], 
         c.fill(0.0);
         return;
     }
-    let threads = match par {
-        Par::Seq => 1,
-        Par::Rayon => rayon::current_num_threads(),
-    };
     let band = band
-        .min(rows.div_ceil(threads).div_ceil(MR) * MR)
+        .min(rows.div_ceil(par.threads()).div_ceil(MR) * MR)
         .max(64.min(band))
         .max(1);
     let run = |(a, c): (&[f32], &mut [f32])| {
@@ -450,11 +441,7 @@ pub fn transposed_times(
     }
     let panels = b.panels();
     let col_tiles = panels.div_ceil(TILE_PANELS);
-    let threads = match par {
-        Par::Seq => 1,
-        Par::Rayon => rayon::current_num_threads(),
-    };
-    let row_tiles = threads.div_ceil(col_tiles).min(m.div_ceil(64)).max(1);
+    let row_tiles = par.threads().div_ceil(col_tiles).min(m.div_ceil(64)).max(1);
     let rt = m.div_ceil(row_tiles).div_ceil(MR) * MR;
     let tiles: Vec<(usize, usize)> = (0..m)
         .step_by(rt)
@@ -485,10 +472,7 @@ pub fn transposed_times(
             )
         }
     };
-    match par {
-        Par::Seq => tiles.into_iter().for_each(run),
-        Par::Rayon => tiles.into_par_iter().for_each(run),
-    }
+    par.for_each(tiles.len(), |t| run(tiles[t]));
 }
 
 /// `C`'s base pointer shared by tasks that write disjoint tiles.
