@@ -3,12 +3,13 @@
 //! `h = 200` units).
 //!
 //! In f32 on AVX-512 CPUs they run on eosbench's own GEMM ([`kernels::sgemm`]) with `X` packed
-//! once when the net is built (an extra copy of `X`: 61 MB for cifar10-5k), unless
-//! [`NetConfig::own_gemm`] is off; otherwise, and always in f64, on faer.
+//! once, by the first sum that needs it (an extra copy of `X`: 61 MB for cifar10-5k; a net that
+//! only evaluates the loss never makes it), unless [`NetConfig::own_gemm`] is off; otherwise,
+//! and always in f64, on faer.
 //!
 //! [`kernels::sgemm`]: crate::kernels::sgemm
 
-use super::{Data, NetConfig};
+use super::{rows_of, Data, NetConfig};
 use crate::kernels::gemm::{gemm_par, gemm_rows, view, view_mut};
 use crate::kernels::{self, KernelPath};
 use crate::par::Par;
@@ -23,29 +24,27 @@ pub(super) enum FirstLayer {
     Faer,
     #[cfg(target_arch = "x86_64")]
     Own {
-        /// `X` (`n × d`) packed as the right operand of the sums.
-        x: kernels::sgemm::PackedB,
+        /// `X` (`n × d`) packed as the right operand of the sums, once the first sum runs.
+        x: Option<kernels::sgemm::PackedB>,
         /// `Wᵀ` or the stacked `Vᵀ` of the current call.
         w: kernels::sgemm::PackedB,
     },
 }
 
 impl FirstLayer {
-    pub(super) fn new<T: Real>(data: &Data<T>, cfg: &NetConfig, path: KernelPath) -> Self {
+    pub(super) fn new<T: Real>(cfg: &NetConfig, path: KernelPath) -> Self {
         #[cfg(target_arch = "x86_64")]
         if cfg.own_gemm
             && path == KernelPath::Avx512
             && kernels::is_f32::<T>()
             && kernels::sgemm::available()
         {
-            let mut x = kernels::sgemm::PackedB::default();
-            kernels::sgemm::pack_rows(kernels::cast_f32(&data.x), data.n, data.d, &mut x);
             return FirstLayer::Own {
-                x,
+                x: None,
                 w: Default::default(),
             };
         }
-        let _ = (data, cfg, path);
+        let _ = (cfg, path);
         FirstLayer::Faer
     }
 
@@ -89,19 +88,20 @@ impl FirstLayer {
         }
     }
 
-    /// `C (=|+=) gᵀ·X_rows`: the sum over the examples `r0 .. r0 + rows` (`x`, `rows × d`) of
-    /// `g` (`rows × m`); `C` is `m × d`.
+    /// `C (=|+=) gᵀ·X_rows`: the sum over the examples `r0 .. r0 + rows` of the data of `g`
+    /// (`rows × m`); `C` is `m × d`.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn sum<T: Real>(
-        &self,
+        &mut self,
         par: Par,
         g: &[T],
-        (rows, m, d): (usize, usize, usize),
-        x: &[T],
-        r0: usize,
+        m: usize,
+        data: &Data<T>,
+        (r0, rows): (usize, usize),
         c: &mut [T],
         accum: Accum,
     ) {
+        let d = data.d;
         match self {
             FirstLayer::Faer => {
                 gemm_par(
@@ -109,12 +109,16 @@ impl FirstLayer {
                     view_mut(c, m, d),
                     accum,
                     view(g, rows, m).transpose(),
-                    view(x, rows, d),
+                    view(rows_of(&data.x, r0, rows, d), rows, d),
                 );
             }
             #[cfg(target_arch = "x86_64")]
             FirstLayer::Own { x: packed, .. } => {
-                debug_assert_eq!((x.len(), packed.n()), (rows * d, d));
+                let packed = packed.get_or_insert_with(|| {
+                    let mut x = kernels::sgemm::PackedB::default();
+                    kernels::sgemm::pack_rows(kernels::cast_f32(&data.x), data.n, d, &mut x);
+                    x
+                });
                 let (g, c) = (kernels::cast_f32(g), kernels::cast_f32_mut(c));
                 let add = accum == Accum::Add;
                 kernels::sgemm::transposed_times(par, g, rows, m, packed, r0, c, add);

@@ -378,7 +378,7 @@ impl<T: Real> Net<T> {
         assert!(cfg.row_block > 0 && cfg.chunk_rows > 0);
         let dims = spec.dims();
         let cache = Cache::new(&dims, data.n, cfg.row_block, loss == Loss::Ce);
-        let first = FirstLayer::new(&data, &cfg, path);
+        let first = FirstLayer::new::<T>(&cfg, path);
         Net {
             spec: spec.clone(),
             loss,
@@ -613,7 +613,7 @@ impl<T: Real> Net<T> {
 
     /// `dW_l = g_lᵀ a_{l−1}` and `db_l = g_lᵀ1` over all examples (one GEMM per layer).
     #[inline(never)]
-    fn reduce_gradient(&self, grad: &mut [T], par: Par) {
+    fn reduce_gradient(&mut self, grad: &mut [T], par: Par) {
         let data = &self.data;
         let n = data.n;
         let nl = self.dims.len() - 1;
@@ -622,18 +622,16 @@ impl<T: Real> Net<T> {
             let (hi, ho) = (self.dims[l], self.dims[l + 1]);
             let (wpart, bpart) = grad[slot.w_off..slot.b_off + ho].split_at_mut(ho * hi);
             let g = &self.cache.g[l];
-            let input = self.cache.input(data, &self.dims, l, 0, n);
             if l == 0 {
-                let shape = (n, ho, hi);
                 self.first
-                    .sum(par, g, shape, input, 0, wpart, Accum::Replace);
+                    .sum(par, g, ho, data, (0, n), wpart, Accum::Replace);
             } else {
                 gemm_par(
                     par,
                     view_mut(wpart, ho, hi),
                     Accum::Replace,
                     view(g, n, ho).transpose(),
-                    view(input, n, hi),
+                    view(self.cache.input(data, &self.dims, l, 0, n), n, hi),
                 );
             }
             kernels::col_sums(self.path, n, ho, g, ho, bpart, false);
@@ -813,11 +811,9 @@ impl<T: Real> Net<T> {
             let (hi, ho) = (dims[l], dims[l + 1]);
             let rg = &rwork.rg[l][..rows * b * ho];
             let t0 = Instant::now();
-            let input = cache.input(data, dims, l, r0, rows);
             let hv = &mut self.hv_stack[l][..b * ho * hi];
             if l == 0 {
-                let shape = (rows, b * ho, hi);
-                self.first.sum(par, rg, shape, input, r0, hv, acc0);
+                self.first.sum(par, rg, b * ho, data, (r0, rows), hv, acc0);
                 self.times.hvp_reduce_first += t0.elapsed().as_secs_f64();
             } else {
                 gemm_par(
@@ -825,7 +821,7 @@ impl<T: Real> Net<T> {
                     view_mut(hv, b * ho, hi),
                     acc0,
                     view(rg, rows, b * ho).transpose(),
-                    view(input, rows, hi),
+                    view(cache.input(data, dims, l, r0, rows), rows, hi),
                 );
             }
             if curv == Curvature::Hessian && l > 0 {
