@@ -85,7 +85,8 @@ impl<'a> Operand<'a> {
 }
 
 /// The GEMMs of one gradient evaluation on full-size operands, layer by layer: each call
-/// `gemm(l, a, b, c)` is to write `C = A · B` into the row-major `c` (`l`: 0-based layer). Per layer (input `N × hi`,
+/// `gemm(l, a, b, c)` is to write `C = A · B` into the row-major `c` (`l`: 0-based layer). Per
+/// layer (input `N × hi`,
 /// weights `W` of `ho × hi`): `z = input · Wᵀ` (`N × ho`), `dW = zᵀ · input` (`ho × hi`) and,
 /// for every layer but the first, `da = z · W` (`N × hi`).
 fn gradient_gemms(
@@ -241,8 +242,8 @@ fn bench_kernels(c: &mut Criterion) {
             own_gemm: false,
             ..NetConfig::default()
         };
-        let mut net_faer = Net::new(&spec, Loss::Mse, data.clone(), faer_cfg);
         let own = net.first_layer_gemm() == "own";
+        let mut net_faer = own.then(|| Net::new(&spec, Loss::Mse, data.clone(), faer_cfg));
         let mut roof = RoofBufs::new(&spec, data.x.clone());
         let mut packed = own.then(|| {
             let mut x = eosbench::kernels::sgemm::PackedB::default();
@@ -259,7 +260,9 @@ fn bench_kernels(c: &mut Criterion) {
             let pool = common::pool(t);
             let par = Par::from_threads(t);
             pool.install(|| net.gradient(&p, &mut grad, par));
-            pool.install(|| net_faer.gradient(&p, &mut grad, par));
+            if let Some(nf) = net_faer.as_mut() {
+                pool.install(|| nf.gradient(&p, &mut grad, par));
+            }
             g.throughput(Throughput::Elements(flops::forward(&spec, N) as u64));
             g.bench_function(BenchmarkId::new("loss", format!("t{t}")), |bch| {
                 bch.iter(|| pool.install(|| net.evaluate(&p, par)))
@@ -268,9 +271,9 @@ fn bench_kernels(c: &mut Criterion) {
             g.bench_function(BenchmarkId::new("gradient", format!("t{t}")), |bch| {
                 bch.iter(|| pool.install(|| net.gradient(&p, &mut grad, par)))
             });
-            if own {
+            if let Some(nf) = net_faer.as_mut() {
                 g.bench_function(BenchmarkId::new("gradient-faer", format!("t{t}")), |bch| {
-                    bch.iter(|| pool.install(|| net_faer.gradient(&p, &mut grad, par)))
+                    bch.iter(|| pool.install(|| nf.gradient(&p, &mut grad, par)))
                 });
             }
             g.bench_function(BenchmarkId::new("roof-faer", format!("t{t}")), |bch| {
@@ -300,14 +303,12 @@ fn bench_kernels(c: &mut Criterion) {
                         })
                     },
                 );
-                if own && (b == 1 || b == 4) {
+                if let Some(nf) = net_faer.as_mut().filter(|_| b == 1 || b == 4) {
                     g.bench_function(
                         BenchmarkId::new(format!("hvp-b{b}-faer"), format!("t{t}")),
                         |bch| {
                             bch.iter(|| {
-                                pool.install(|| {
-                                    net_faer.hvp(&dirs, &mut out, b, Curvature::Hessian, par)
-                                })
+                                pool.install(|| nf.hvp(&dirs, &mut out, b, Curvature::Hessian, par))
                             })
                         },
                     );
