@@ -219,88 +219,34 @@ macro_rules! simd_wrappers {
     ($feat:literal) => {
         use super::*;
 
-        #[target_feature(enable = $feat)]
-        pub(super) unsafe fn add_bias<T: Real>(h: usize, z: &mut [T], bias: &[T]) {
-            add_bias_body(h, z, bias)
-        }
-        #[target_feature(enable = $feat)]
-        pub(super) unsafe fn bias_linear<T: Real>(
-            h: usize,
-            z: &mut [T],
-            bias: &[T],
-            s1: &mut [T],
-            s2: &mut [T],
-        ) {
-            bias_linear_body(h, z, bias, s1, s2)
-        }
-        #[target_feature(enable = $feat)]
-        pub(super) unsafe fn bias_relu<T: Real>(
-            h: usize,
-            z: &mut [T],
-            bias: &[T],
-            s1: &mut [T],
-            s2: &mut [T],
-        ) {
-            bias_relu_body(h, z, bias, s1, s2)
-        }
-        #[target_feature(enable = $feat)]
-        pub(super) unsafe fn bias_f32(
-            h: usize,
-            z: &mut [f32],
-            bias: &[f32],
-            s1: &mut [f32],
-            s2: &mut [f32],
-            f: impl Fn(f32) -> ActValues<f32>,
-        ) {
-            bias_act_f32_body(h, z, bias, s1, s2, f)
-        }
-        #[target_feature(enable = $feat)]
-        pub(super) unsafe fn bwd<T: Real>(da: &[T], s1: &[T], s2: &[T], g: &mut [T], e: &mut [T]) {
-            bwd_body(da, s1, s2, g, e)
-        }
-        #[target_feature(enable = $feat)]
-        pub(super) unsafe fn rfwd<T: Real>(
-            b: usize,
-            h: usize,
-            rz: &mut [T],
-            c: &[T],
-            s1: &[T],
-            ra: &mut [T],
-        ) {
-            rfwd_body(b, h, rz, c, s1, ra)
-        }
-        #[target_feature(enable = $feat)]
-        pub(super) unsafe fn rbwd_full<T: Real>(
-            b: usize,
-            h: usize,
-            rda: &[T],
-            s1: &[T],
-            e: &[T],
-            rz: &[T],
-            rg: &mut [T],
-        ) {
-            rbwd_full_body(b, h, rda, s1, e, rz, rg)
-        }
-        #[target_feature(enable = $feat)]
-        pub(super) unsafe fn rbwd_gn<T: Real>(
-            b: usize,
-            h: usize,
-            rda: &[T],
-            s1: &[T],
-            rg: &mut [T],
-        ) {
-            rbwd_gn_body(b, h, rda, s1, rg)
-        }
-        #[target_feature(enable = $feat)]
-        pub(super) unsafe fn col_sums<T: Real>(
-            rows: usize,
-            cols: usize,
-            m: &[T],
-            ld: usize,
-            out: &mut [T],
-        ) {
-            col_sums_body(rows, cols, m, ld, out)
-        }
+        simd_wrappers!(@each $feat;
+            add_bias<T: Real>(h: usize, z: &mut [T], bias: &[T]) = add_bias_body;
+            bias_linear<T: Real>(h: usize, z: &mut [T], bias: &[T], s1: &mut [T], s2: &mut [T])
+                = bias_linear_body;
+            bias_relu<T: Real>(h: usize, z: &mut [T], bias: &[T], s1: &mut [T], s2: &mut [T])
+                = bias_relu_body;
+            bias_f32<>(h: usize, z: &mut [f32], bias: &[f32], s1: &mut [f32], s2: &mut [f32],
+                f: impl Fn(f32) -> ActValues<f32>) = bias_act_f32_body;
+            bwd<T: Real>(da: &[T], s1: &[T], s2: &[T], g: &mut [T], e: &mut [T]) = bwd_body;
+            rfwd<T: Real>(b: usize, h: usize, rz: &mut [T], c: &[T], s1: &[T], ra: &mut [T])
+                = rfwd_body;
+            rbwd_full<T: Real>(b: usize, h: usize, rda: &[T], s1: &[T], e: &[T], rz: &[T],
+                rg: &mut [T]) = rbwd_full_body;
+            rbwd_gn<T: Real>(b: usize, h: usize, rda: &[T], s1: &[T], rg: &mut [T]) = rbwd_gn_body;
+            col_sums<T: Real>(rows: usize, cols: usize, m: &[T], ld: usize, out: &mut [T])
+                = col_sums_body;
+        );
+    };
+    // One `unsafe fn $name(args) { $body(args) }` per entry, compiled with `$feat`.
+    (@each $feat:literal;
+        $($name:ident<$($g:ident: $bound:path)?>($($arg:ident: $ty:ty),* $(,)?) = $body:ident;)*
+    ) => {
+        $(
+            #[target_feature(enable = $feat)]
+            pub(super) unsafe fn $name<$($g: $bound)?>($($arg: $ty),*) {
+                $body($($arg),*)
+            }
+        )*
     };
 }
 
