@@ -6,7 +6,9 @@
 //! `cargo bench --bench kernels -- --profile-time 10` — flamegraphs under target/criterion.
 //! On AVX-512 CPUs the passes run the first layer on eosbench's own GEMM; the `-faer` entries
 //! (gradient, HVP b = 1 and 4) run the same passes with it on faer, and `roof-own` is the
-//! gradient's GEMMs with the first layer's two on the own GEMM.
+//! gradient's GEMMs with the first layer's two on the own GEMM. `roof-hvp-b1` and `roof-hvp-b4`
+//! are the GEMMs of a Hessian-vector product for 1 and 4 directions alone, at the shapes the
+//! passes use (first layer on the own GEMM): the block ratio the GEMMs themselves allow.
 //! Throughput is in FLOP/s of the GEMMs each pass performs (criterion's "elem/s"); the group
 //! `kernels/peak` measures the f32 FMA peak of the machine (independent FMA chains, no memory
 //! traffic) at the same thread counts, the ceiling every rate here is a fraction of.
@@ -158,6 +160,111 @@ struct OwnPacked {
     w: eosbench::kernels::sgemm::PackedB,
 }
 
+/// Buffers of the GEMMs of one `b`-direction Hessian-vector product (see [`hvp_gemms`]).
+struct HvpBufs {
+    b: usize,
+    /// Directions, stacked (`b·ho × hi`) per layer; the side-by-side `V` (`ho × b·hi`) of the
+    /// R-backward is the same buffer read with that shape (values do not matter here).
+    v: Vec<Vec<f32>>,
+    /// `r_z`, `r_a`, `r_g` per layer, `N × b·ho`.
+    rz: Vec<Vec<f32>>,
+    ra: Vec<Vec<f32>>,
+    rg: Vec<Vec<f32>>,
+    /// `r_da` per layer below the top, `N × b·hi`.
+    rda: Vec<Vec<f32>>,
+    /// Results `b·ho × hi`, and the side-by-side ones `ho × b·hi`.
+    hv: Vec<Vec<f32>>,
+    hv_side: Vec<Vec<f32>>,
+}
+
+impl HvpBufs {
+    fn new(spec: &MlpSpec, b: usize) -> Self {
+        let dims = spec.dims();
+        let layers = 0..dims.len() - 1;
+        let tall = |l: usize, w: usize| vec![0.25f32 / (l + 1) as f32; N * b * w];
+        let per = |f: &dyn Fn(usize) -> Vec<f32>| layers.clone().map(f).collect::<Vec<_>>();
+        HvpBufs {
+            b,
+            v: per(&|l| vec![0.01; b * dims[l] * dims[l + 1]]),
+            rz: per(&|l| tall(l, dims[l + 1])),
+            // (The output layer's `r_a` and the first layer's `r_da` are never formed.)
+            ra: per(&|l| {
+                if l + 2 < dims.len() {
+                    tall(l, dims[l + 1])
+                } else {
+                    Vec::new()
+                }
+            }),
+            rg: per(&|l| tall(l, dims[l + 1])),
+            rda: per(&|l| if l > 0 { tall(l, dims[l]) } else { Vec::new() }),
+            hv: per(&|l| vec![0.0; b * dims[l] * dims[l + 1]]),
+            hv_side: per(&|l| vec![0.0; b * dims[l] * dims[l + 1]]),
+        }
+    }
+}
+
+/// The GEMMs of one Hessian-vector product for `b` directions on full-size operands, the
+/// shapes the passes use (DESIGN §2), layer by layer: R-forward `r_z = r_a_prev·Wᵀ` (`N·b` rows)
+/// and `a_prev·Vᵀ` (`b·ho` columns; `X·V_1ᵀ` alone for the first layer), R-backward (every layer
+/// but the first) `r_da = r_g·W` and `g·V_side`, and the sums `r_gᵀ·a_prev` and (every layer but
+/// the first) `gᵀ·r_a_prev`. FLOPs: `b · flops::hvp`.
+fn hvp_gemms(
+    spec: &MlpSpec,
+    roof: &RoofBufs,
+    hb: &mut HvpBufs,
+    mut gemm: impl FnMut(usize, Operand<'_>, Operand<'_>, &mut [f32]),
+) {
+    let dims = spec.dims();
+    let b = hb.b;
+    for l in 0..dims.len() - 1 {
+        let (hi, ho) = (dims[l], dims[l + 1]);
+        let input = Operand::new(if l == 0 { &roof.x } else { &roof.act[l - 1] }, N, hi);
+        let w = Operand::new(&roof.w[l], ho, hi);
+        let v = Operand::new(&hb.v[l], b * ho, hi);
+        if l > 0 {
+            let ra = Operand::new(&hb.ra[l - 1], N * b, hi);
+            gemm(l, ra, w.t(), &mut hb.rz[l]);
+        }
+        gemm(l, input, v.t(), &mut hb.rz[l]);
+        let rg = Operand::new(&hb.rg[l], N, b * ho);
+        gemm(l, rg.t(), input, &mut hb.hv[l]);
+        if l > 0 {
+            let g = Operand::new(&roof.z[l], N, ho);
+            let rgs = Operand::new(&hb.rg[l], N * b, ho);
+            gemm(l, rgs, w, &mut hb.rda[l]);
+            gemm(l, g, Operand::new(&hb.v[l], ho, b * hi), &mut hb.rda[l]);
+            let ra = Operand::new(&hb.ra[l - 1], N, b * hi);
+            gemm(l, g.t(), ra, &mut hb.hv_side[l]);
+        }
+    }
+}
+
+/// [`hvp_gemms`] as the passes run them by default on AVX-512 CPUs: the first layer's two on
+/// the own GEMM (`X` packed beforehand, `V_1ᵀ` packed per call), the rest on faer.
+fn roof_hvp_own(
+    spec: &MlpSpec,
+    roof: &RoofBufs,
+    hb: &mut HvpBufs,
+    packed: &mut OwnPacked,
+    threads: usize,
+) {
+    use eosbench::kernels::sgemm;
+    let (par, fpar) = if threads > 1 {
+        (Par::Rayon, faer::Par::rayon(threads))
+    } else {
+        (Par::Seq, faer::Par::Seq)
+    };
+    let m1 = hb.b * spec.dims()[1];
+    hvp_gemms(spec, roof, hb, |l, a, b, c| match (l, a.transposed) {
+        (0, false) => {
+            sgemm::pack_transposed(b.data, m1, D, &mut packed.w);
+            sgemm::rows_times(par, a.data, N, &packed.w, c, 512);
+        }
+        (0, true) => sgemm::transposed_times(par, a.data, N, m1, &packed.x, 0, c, false),
+        _ => faer_gemm(fpar, a, b, c),
+    });
+}
+
 /// The same GEMMs through matrixmultiply (no thread pool of its own: rows of the output are
 /// split across the rayon pool for t > 1).
 fn roof_mm(spec: &MlpSpec, bufs: &mut RoofBufs, threads: usize) {
@@ -253,6 +360,12 @@ fn bench_kernels(c: &mut Criterion) {
                 w: Default::default(),
             }
         });
+        // The HVP's GEMMs alone at b = 1 and 4: the roof of the block ratio.
+        let mut hvp_bufs: Vec<HvpBufs> = if own {
+            [1, 4].iter().map(|&b| HvpBufs::new(&spec, b)).collect()
+        } else {
+            Vec::new()
+        };
         let mut grad = vec![0f32; p.len()];
         let mut g = c.benchmark_group(format!("kernels/h{h}"));
         g.sampling_mode(common::flat());
@@ -287,6 +400,20 @@ fn bench_kernels(c: &mut Criterion) {
             g.bench_function(BenchmarkId::new("roof-mm", format!("t{t}")), |bch| {
                 bch.iter(|| pool.install(|| roof_mm(&spec, &mut roof, t)))
             });
+            if let Some(packed) = packed.as_mut() {
+                for hb in hvp_bufs.iter_mut() {
+                    let b = hb.b;
+                    g.throughput(Throughput::Elements(
+                        (b as f64 * flops::hvp(&spec, N)) as u64,
+                    ));
+                    g.bench_function(
+                        BenchmarkId::new(format!("roof-hvp-b{b}"), format!("t{t}")),
+                        |bch| {
+                            bch.iter(|| pool.install(|| roof_hvp_own(&spec, &roof, hb, packed, t)))
+                        },
+                    );
+                }
+            }
             for b in [1usize, 2, 4, 8] {
                 let dirs: Vec<f32> = (0..b * p.len())
                     .map(|i| ((i % 97) as f32 - 48.0) * 1e-3)

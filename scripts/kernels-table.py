@@ -10,6 +10,8 @@ throughput), and the ratios the kernels are held to:
 - HVP b = 4 time per direction / HVP b = 1 time                                  target <= 0.90
 - 1-thread time / 2-thread time, gradient and HVP b = 1                          target >= 1.80
 - HVP b = 1 FLOP rate / FMA peak (kernels/peak)
+- the same block ratio for the HVP's GEMMs alone (roof-hvp-b4 / 4 / roof-hvp-b1), and the HVP's
+  time over that of its GEMMs alone
 
 With `--out DIR` it also writes DIR/table.md and DIR/medians.csv (one row per benchmark), e.g.
 `--out results/kernels/$(date -u +%Y%m%dT%H%M%SZ)`. Only the Python standard library is needed.
@@ -117,6 +119,13 @@ def tables(found):
                 ratios.append(f"HVP / gradient {check('hvp_vs_grad', hvp1[0] / grad[0])}")
             if hvp1 and hvp4:
                 ratios.append(f"b=4 per direction / b=1 {check('block4_per_dir', hvp4[0] / 4 / hvp1[0])}")
+            rh1, rh4 = get("roof-hvp-b1", v), get("roof-hvp-b4", v)
+            if rh1 and rh4:
+                ratios.append(f"roof-hvp b=4 per direction / b=1 {rh4[0] / 4 / rh1[0]:.3f}")
+                if hvp1 and hvp4:
+                    ratios.append(
+                        f"HVP / its GEMMs alone: b=1 {hvp1[0] / rh1[0]:.3f}, b=4 {hvp4[0] / rh4[0]:.3f}"
+                    )
             if hvp1 and hvp1[1] and v in peak:
                 t, fl = peak[v]
                 ratios.append(f"HVP b=1 at {100 * (hvp1[1] / hvp1[0]) / (fl / t):.1f} % of the FMA peak")
