@@ -26,6 +26,23 @@ impl Par {
         }
     }
 
+    /// Runs `f` on every item (a block's exclusive share of the work), in parallel when `self`
+    /// is `Rayon` (the items are then collected first).
+    pub fn each<I, F>(self, items: impl IntoIterator<Item = I>, f: F)
+    where
+        I: Send,
+        F: Fn(I) + Sync + Send,
+    {
+        match self {
+            Par::Seq => items.into_iter().for_each(f),
+            Par::Rayon => items
+                .into_iter()
+                .collect::<Vec<_>>()
+                .into_par_iter()
+                .for_each(f),
+        }
+    }
+
     /// Threads that run the blocks: 1, or those of the current rayon pool.
     pub fn threads(self) -> usize {
         match self {

@@ -13,7 +13,6 @@
 
 use crate::Par;
 use faer::{Accum, MatMut, MatRef};
-use rayon::prelude::*;
 
 /// The rows `row0 .. row0 + rows` of every tall block.
 pub(crate) struct Tile {
@@ -90,10 +89,7 @@ pub(crate) fn make_tiles(
 
 /// Runs `f` on every tile; each call touches only its own tile.
 pub(crate) fn for_tiles<F: Fn(&mut Tile) + Sync + Send>(par: Par, tiles: &mut [Tile], f: F) {
-    match par {
-        Par::Seq => tiles.iter_mut().for_each(f),
-        Par::Rayon => tiles.par_iter_mut().for_each(f),
-    }
+    par.each(tiles.iter_mut(), f);
 }
 
 /// `out[i] = Σ_tiles part[i]` for `i < len`, added in tile order.
@@ -153,10 +149,7 @@ pub(crate) fn gather_q(par: Par, tiles: &[Tile], dst: &mut [f64], n: usize, m0: 
             seg.copy_from_slice(Tile::col(&t.q, t.rows, m0 + j));
         }
     };
-    match par {
-        Par::Seq => dst[..n * c].chunks_mut(n).enumerate().for_each(body),
-        Par::Rayon => dst[..n * c].par_chunks_mut(n).enumerate().for_each(body),
-    }
+    par.each(dst[..n * c].chunks_mut(n).enumerate(), body);
 }
 
 /// Pass A. Stores the new products (`c` columns of `y`, column-major `n × c`) as `W` columns
@@ -419,10 +412,7 @@ pub(crate) fn ritz_vectors(
             }
         }
     };
-    match par {
-        Par::Seq => dst[..n * kk].chunks_mut(n).enumerate().for_each(body),
-        Par::Rayon => dst[..n * kk].par_chunks_mut(n).enumerate().for_each(body),
-    }
+    par.each(dst[..n * kk].chunks_mut(n).enumerate(), body);
 }
 
 /// `‖QᵀQ − I‖_max` over the first `m` basis columns (for tests).

@@ -13,7 +13,6 @@ use faer::linalg::matmul::matmul;
 #[cfg(test)]
 use faer::reborrow::ReborrowMut;
 use faer::{Accum, MatMut, MatRef};
-use rayon::prelude::*;
 
 /// Row-major `rows × cols` view of a contiguous slice.
 #[inline]
@@ -134,10 +133,7 @@ pub fn gemm_par<T: Real>(
             b.subrows(k0, kw),
         );
     };
-    match par {
-        Par::Seq => parts.chunks_mut(m * n).enumerate().for_each(run),
-        Par::Rayon => parts.par_chunks_mut(m * n).enumerate().for_each(run),
-    }
+    par.each(parts.chunks_mut(m * n).enumerate(), run);
     let mut c = c;
     for i in 0..m {
         for j in 0..n {
@@ -186,10 +182,7 @@ fn tiled<T: Real>(
         let (h, w) = (tile.nrows(), tile.ncols());
         gemm(tile, accum, a.subrows(i0, h), b.subcols(j0, w));
     };
-    match par {
-        Par::Seq => tiles.into_iter().for_each(run),
-        Par::Rayon => tiles.into_par_iter().for_each(run),
-    }
+    par.each(tiles, run);
 }
 
 /// `C (=|+=) A·B` with the output cut into bands of `band` rows, one task per band (for tall

@@ -23,7 +23,6 @@
 //! [`transposed_times`]) check shapes, and panic on CPUs without AVX-512F (ask [`available`]).
 
 use crate::par::Par;
-use rayon::prelude::*;
 use std::arch::x86_64::*;
 
 /// Rows of the micro-tile (broadcast elements of `A` per step).
@@ -394,11 +393,7 @@ pub fn rows_times(par: Par, a: &[f32], rows: usize, b: &PackedB, c: &mut [f32], 
     if n == 0 {
         return;
     }
-    let bands = a.chunks(band * k).zip(c.chunks_mut(band * n));
-    match par {
-        Par::Seq => bands.for_each(run),
-        Par::Rayon => bands.collect::<Vec<_>>().into_par_iter().for_each(run),
-    }
+    par.each(a.chunks(band * k).zip(c.chunks_mut(band * n)), run);
 }
 
 /// Column tiles of [`transposed_times`], in panels. Every column tile reads all of `G` again

@@ -43,7 +43,6 @@ use crate::par::Par;
 use crate::real::Real;
 use faer::Accum;
 use first::FirstLayer;
-use rayon::prelude::*;
 use std::time::Instant;
 
 /// A labelled data set in the kernel precision: `x` is `n × d`, row-major.
@@ -604,11 +603,7 @@ impl<T: Real> Net<T> {
                 }
             }
         };
-        let blocks = self.cache.blocks_mut(dims, data.n, self.cfg.row_block);
-        match par {
-            Par::Seq => blocks.into_iter().for_each(run),
-            Par::Rayon => blocks.into_par_iter().for_each(run),
-        }
+        par.each(self.cache.blocks_mut(dims, data.n, self.cfg.row_block), run);
     }
 
     /// `dW_l = g_lᵀ a_{l−1}` and `db_l = g_lᵀ1` over all examples (one GEMM per layer).
@@ -792,11 +787,13 @@ impl<T: Real> Net<T> {
                 kernels::rbwd_act(path, rows, b, hi, rda, s1, e, rz[l - 1], lo[l - 1]);
             }
         };
-        let blocks = self.rwork.blocks_mut(dims, b, len, rbk);
-        match par {
-            Par::Seq => blocks.into_iter().enumerate().for_each(run),
-            Par::Rayon => blocks.into_par_iter().enumerate().for_each(run),
-        }
+        par.each(
+            self.rwork
+                .blocks_mut(dims, b, len, rbk)
+                .into_iter()
+                .enumerate(),
+            run,
+        );
     }
 
     /// Parameter-space sums over the physical batch of rows `r0 .. r0 + rows`, one GEMM per
