@@ -133,31 +133,36 @@ fn faer_gemm(par: faer::Par, a: Operand<'_>, b: Operand<'_>, c: &mut [f32]) {
     );
 }
 
-/// The same GEMMs with the first layer's two on eosbench's own GEMM (`X` packed beforehand,
-/// `W_1ᵀ` packed per call, as in the passes) and the rest on faer: the roof of the passes'
-/// default configuration on AVX-512 CPUs.
-fn roof_own(spec: &MlpSpec, bufs: &mut RoofBufs, packed: &mut OwnPacked, threads: usize) {
-    use eosbench::kernels::sgemm;
-    let (par, fpar) = if threads > 1 {
-        (Par::Rayon, faer::Par::rayon(threads))
-    } else {
-        (Par::Seq, faer::Par::Seq)
-    };
-    let h1 = spec.dims()[1];
-    gradient_gemms(spec, bufs, |l, a, b, c| match (l, a.transposed) {
-        (0, false) => {
-            sgemm::pack_transposed(b.data, h1, D, &mut packed.w);
-            sgemm::rows_times(par, a.data, N, &packed.w, c, 512);
-        }
-        (0, true) => sgemm::transposed_times(par, a.data, N, h1, &packed.x, 0, c, false),
-        _ => faer_gemm(fpar, a, b, c),
-    });
-}
-
-/// The packed operands of [`roof_own`].
+/// The operands the own GEMM keeps packed: `X` (packed beforehand) and the first layer's
+/// `W_1ᵀ` or stacked `V_1ᵀ` (packed per call, as in the passes).
 struct OwnPacked {
     x: eosbench::kernels::sgemm::PackedB,
     w: eosbench::kernels::sgemm::PackedB,
+}
+
+impl OwnPacked {
+    /// `C = A·B` for the `gemm` argument of [`gradient_gemms`] and [`hvp_gemms`] as the passes
+    /// run it by default on AVX-512 CPUs: the first layer's two products (`X·Wᵀ`, `gᵀ·X`) on
+    /// the own GEMM, every other on faer with its own parallelism (`roof-own`, `roof-hvp-b*`).
+    fn gemm(
+        &mut self,
+        threads: usize,
+    ) -> impl FnMut(usize, Operand<'_>, Operand<'_>, &mut [f32]) + '_ {
+        use eosbench::kernels::sgemm;
+        let (par, fpar) = if threads > 1 {
+            (Par::Rayon, faer::Par::rayon(threads))
+        } else {
+            (Par::Seq, faer::Par::Seq)
+        };
+        move |l, a, b, c| match (l, a.transposed) {
+            (0, false) => {
+                sgemm::pack_transposed(b.data, b.shape().1, D, &mut self.w);
+                sgemm::rows_times(par, a.data, N, &self.w, c, 512);
+            }
+            (0, true) => sgemm::transposed_times(par, a.data, N, a.shape().0, &self.x, 0, c, false),
+            _ => faer_gemm(fpar, a, b, c),
+        }
+    }
 }
 
 /// Buffers of the GEMMs of one `b`-direction Hessian-vector product (see [`hvp_gemms`]).
@@ -237,32 +242,6 @@ fn hvp_gemms(
             gemm(l, g.t(), ra, &mut hb.hv_side[l]);
         }
     }
-}
-
-/// [`hvp_gemms`] as the passes run them by default on AVX-512 CPUs: the first layer's two on
-/// the own GEMM (`X` packed beforehand, `V_1ᵀ` packed per call), the rest on faer.
-fn roof_hvp_own(
-    spec: &MlpSpec,
-    roof: &RoofBufs,
-    hb: &mut HvpBufs,
-    packed: &mut OwnPacked,
-    threads: usize,
-) {
-    use eosbench::kernels::sgemm;
-    let (par, fpar) = if threads > 1 {
-        (Par::Rayon, faer::Par::rayon(threads))
-    } else {
-        (Par::Seq, faer::Par::Seq)
-    };
-    let m1 = hb.b * spec.dims()[1];
-    hvp_gemms(spec, roof, hb, |l, a, b, c| match (l, a.transposed) {
-        (0, false) => {
-            sgemm::pack_transposed(b.data, m1, D, &mut packed.w);
-            sgemm::rows_times(par, a.data, N, &packed.w, c, 512);
-        }
-        (0, true) => sgemm::transposed_times(par, a.data, N, m1, &packed.x, 0, c, false),
-        _ => faer_gemm(fpar, a, b, c),
-    });
 }
 
 /// The same GEMMs through matrixmultiply (no thread pool of its own: rows of the output are
@@ -394,7 +373,7 @@ fn bench_kernels(c: &mut Criterion) {
             });
             if let Some(packed) = packed.as_mut() {
                 g.bench_function(BenchmarkId::new("roof-own", format!("t{t}")), |bch| {
-                    bch.iter(|| pool.install(|| roof_own(&spec, &mut roof, packed, t)))
+                    bch.iter(|| pool.install(|| gradient_gemms(&spec, &mut roof, packed.gemm(t))))
                 });
             }
             g.bench_function(BenchmarkId::new("roof-mm", format!("t{t}")), |bch| {
@@ -409,7 +388,9 @@ fn bench_kernels(c: &mut Criterion) {
                     g.bench_function(
                         BenchmarkId::new(format!("roof-hvp-b{b}"), format!("t{t}")),
                         |bch| {
-                            bch.iter(|| pool.install(|| roof_hvp_own(&spec, &roof, hb, packed, t)))
+                            bch.iter(|| {
+                                pool.install(|| hvp_gemms(&spec, &roof, hb, packed.gemm(t)))
+                            })
                         },
                     );
                 }
