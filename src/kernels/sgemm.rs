@@ -590,6 +590,11 @@ mod tests {
         }
     }
 
+    /// Whether `a` and `b` hold the same f32 values bit for bit.
+    fn same_bits(a: &[f32], b: &[f32]) -> bool {
+        a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
+    }
+
     /// The summation order does not depend on the tiling: bands of any height, either layout of
     /// `A` and any thread count give the same bits.
     #[test]
@@ -615,10 +620,7 @@ mod tests {
         let mut by_rows = vec![f32::NAN; n * k];
         rows_times(Par::Seq, &gt, n, &px, &mut by_rows, 7);
         assert!(
-            by_rows
-                .iter()
-                .zip(&sum_first)
-                .all(|(x, y)| x.to_bits() == y.to_bits()),
+            same_bits(&by_rows, &sum_first),
             "gᵀ read by columns and by rows differ"
         );
         for threads in [1, 2, 3, 8] {
@@ -626,9 +628,7 @@ mod tests {
                 let mut c = vec![f32::NAN; m * n];
                 with_threads(threads, |par| rows_times(par, &a, m, &pb, &mut c, band));
                 assert!(
-                    c.iter()
-                        .zip(&first)
-                        .all(|(x, y)| x.to_bits() == y.to_bits()),
+                    same_bits(&c, &first),
                     "rows_times differs at {threads} threads, band {band}"
                 );
             }
@@ -637,9 +637,7 @@ mod tests {
                 transposed_times(par, &g, m, n, &px, 0, &mut s, false)
             });
             assert!(
-                s.iter()
-                    .zip(&sum_first)
-                    .all(|(x, y)| x.to_bits() == y.to_bits()),
+                same_bits(&s, &sum_first),
                 "transposed_times differs at {threads} threads"
             );
         }
