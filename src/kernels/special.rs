@@ -235,6 +235,13 @@ const TANH_Q: [f64; 4] = [
     1.0,
 ];
 
+/// `Σ c[i]·x^(n−1−i)` by Horner's rule with one `mul_add` per step (coefficients highest
+/// degree first; `c` is non-empty).
+#[inline(always)]
+fn horner(c: &[f64], x: f64) -> f64 {
+    c[1..].iter().fold(c[0], |acc, &ci| acc.mul_add(x, ci))
+}
+
 /// The branch-free rational `tanh` for f32 (see the module docs for its error bound).
 ///
 /// The rational is evaluated in f64 lanes: in f32, the rounding errors of the two Horner chains
@@ -246,15 +253,7 @@ pub fn tanh_f32(x: f32) -> f32 {
     // `clamp` keeps NaN, so NaN propagates through to the result.
     let x = f64::from(x.clamp(-TANH_F32_CLAMP, TANH_F32_CLAMP));
     let t = x * x;
-    let mut p = TANH_P[0];
-    for &c in &TANH_P[1..] {
-        p = p.mul_add(t, c);
-    }
-    let mut q = TANH_Q[0];
-    for &c in &TANH_Q[1..] {
-        q = q.mul_add(t, c);
-    }
-    ((x * p / q) as f32).clamp(-1.0, 1.0)
+    ((x * horner(&TANH_P, t) / horner(&TANH_Q, t)) as f32).clamp(-1.0, 1.0)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -303,10 +302,7 @@ pub fn exp_lanes(x: f64) -> f64 {
     // r = x − k ln2: the first FMA is exact (Cody–Waite), the second adds ln2's low part.
     let r = (-kf).mul_add(std::f64::consts::LN_2, xc);
     let r = (-kf).mul_add(LN2_LO, r);
-    let mut q = EXP_Q[0];
-    for &c in &EXP_Q[1..] {
-        q = q.mul_add(r, c);
-    }
+    let q = horner(&EXP_Q, r);
     // 2^{k−1}: k − 1 ∈ [−1022, 1023], so the biased exponent k + 1022 is in [1, 2046].
     let k = t.to_bits().wrapping_sub(ROUND_SHIFT.to_bits());
     let scale = f64::from_bits(k.wrapping_add(1022) << 52);
@@ -345,11 +341,7 @@ pub fn ln1p_lanes(u: f64) -> f64 {
     let off = if low { 0.0 } else { std::f64::consts::LN_2 };
     let y = num / den;
     let yy = y * y;
-    let mut p = LN1P_S[0];
-    for &c in &LN1P_S[1..] {
-        p = p.mul_add(yy, c);
-    }
-    y.mul_add(p, off)
+    y.mul_add(horner(&LN1P_S, yy), off)
 }
 
 /// `K` of the erfcx map `w = (t−K)/(t+K)`.
@@ -390,11 +382,7 @@ pub fn erfcx_lanes(t: f64) -> f64 {
     let inv = 1.0 / (t + ERFCX_K);
     // w = (t−K)/(t+K) without a second division; t = +∞ gives w = 1, not NaN.
     let w = (-2.0 * ERFCX_K).mul_add(inv, 1.0);
-    let mut g = ERFCX_G[0];
-    for &c in &ERFCX_G[1..] {
-        g = g.mul_add(w, c);
-    }
-    g * inv
+    horner(&ERFCX_G, w) * inv
 }
 
 /// Branch-free `erfc(x)` for all `x` (SIMD lanes), relative error ≤ 2e-15 also where it is tiny;
