@@ -297,13 +297,12 @@ fn f32_passes(own_gemm: bool, threads: usize) -> (u64, Vec<f32>, Vec<f32>, &'sta
 
 #[test]
 fn results_are_bit_identical_across_thread_counts() {
+    let same = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
     // Both first-layer GEMMs (eosbench's own runs where the CPU has AVX-512).
     for own_gemm in [true, false] {
         let base = f32_passes(own_gemm, 1);
         for t in [2, 3, 8] {
             let r = f32_passes(own_gemm, t);
-            let same =
-                |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
             assert_eq!(
                 base.0, r.0,
                 "loss differs at {t} threads (own_gemm {own_gemm})"
