@@ -1,15 +1,17 @@
 //! Cost of one sharpness estimate (top Hessian eigenvalue, tol 1e-3) of fc-tanh on the real
 //! cifar10-5k (a synthetic set of the same shape when the data cannot be found): cold (random start) and warm (from the previous
 //! iterate's Ritz vectors after one GD step), block sizes 1, 2, 4, threads 1 and 2.
-//! Products per estimate are printed before the timings (criterion measures time only).
+//! Products per estimate are printed before the timings (criterion measures time only). The
+//! estimates run in a kept [`LanczosWorkspace`], as in a training run; `*-b1-oneshot` allocates
+//! the solver's buffers per estimate, for comparison.
 //!
 //! `cargo bench --bench lanczos`; `EOSBENCH_BENCH_THREADS=2 cargo bench --bench lanczos`.
 
 mod common;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use eosbench::eig::LanczosParams;
-use eosbench::hvp::top_eigenpairs;
+use eosbench::eig::{LanczosParams, LanczosWorkspace};
+use eosbench::hvp::{top_eigenpairs, top_eigenpairs_in};
 use eosbench::mlp::{Curvature, Net, NetConfig};
 use eosbench::model::{init_params, Loss, Preset};
 use eosbench::Par;
@@ -54,17 +56,39 @@ fn bench_lanczos(c: &mut Criterion) {
                     "{name:<8} {b:>3} {t:>3} {:>9} {:>12.6} {:>8.3}",
                     r.result.products, r.result.values[0], r.seconds
                 );
+                // As a training run does it: the solver's buffers kept between estimates.
+                let mut ws = LanczosWorkspace::new();
                 group.bench_function(
                     BenchmarkId::new(format!("{name}-b{b}"), format!("t{t}")),
                     |bch| {
                         bch.iter(|| {
                             pool.install(|| {
-                                top_eigenpairs(&mut net, Curvature::Hessian, &params, start)
-                                    .expect("solve")
+                                top_eigenpairs_in(
+                                    &mut ws,
+                                    &mut net,
+                                    Curvature::Hessian,
+                                    &params,
+                                    start,
+                                )
+                                .expect("solve")
                             })
                         })
                     },
                 );
+                // One-shot, buffers allocated per estimate: the cost a workspace saves.
+                if b == 1 {
+                    group.bench_function(
+                        BenchmarkId::new(format!("{name}-b{b}-oneshot"), format!("t{t}")),
+                        |bch| {
+                            bch.iter(|| {
+                                pool.install(|| {
+                                    top_eigenpairs(&mut net, Curvature::Hessian, &params, start)
+                                        .expect("solve")
+                                })
+                            })
+                        },
+                    );
+                }
             }
         }
     }

@@ -32,18 +32,60 @@ const RANDOM_ATTEMPTS: usize = 3;
 /// Non-convergence is a result ([`Status::MaxProducts`], [`Status::Breakdown`]) carrying the
 /// best estimate. Errors are returned only for invalid parameters, a non-finite operator output,
 /// or a failure of the dense eigensolver.
+///
+/// Each call allocates the solver's buffers afresh (and the system maps their pages in as they
+/// are first written); a caller that solves repeatedly on problems of one shape should keep a
+/// [`LanczosWorkspace`] instead.
 pub fn lanczos(
     op: &mut dyn SymOp,
     params: &LanczosParams,
     start: Option<&[f64]>,
 ) -> Result<EigResult, EigError> {
-    let mut solver = Solver::new(op, params, start)?;
-    solver.run(start)
+    LanczosWorkspace::new().solve(op, params, start)
 }
 
-/// Solver state. All buffers are allocated in [`Solver::new`].
-pub(crate) struct Solver<'a> {
-    op: &'a mut dyn SymOp,
+/// The solver's buffers, kept between solves: [`LanczosWorkspace::solve`] computes exactly what
+/// [`lanczos`] computes (bit for bit), but allocates only when the problem's shape changes
+/// (dimension, `k`, block, `max_basis` or `tile_rows`). Tracking the sharpness at every step of
+/// a run then costs the vector work alone: a fresh solve at `n ≈ 6.6·10⁵`, `max_basis = 32`
+/// maps in up to half a gigabyte of zeroed pages before it has done any arithmetic.
+#[derive(Default)]
+pub struct LanczosWorkspace {
+    solver: Option<Solver>,
+}
+
+impl LanczosWorkspace {
+    /// An empty workspace; the first solve allocates.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// [`lanczos`] on `op`, in this workspace's buffers.
+    pub fn solve(
+        &mut self,
+        op: &mut dyn SymOp,
+        params: &LanczosParams,
+        start: Option<&[f64]>,
+    ) -> Result<EigResult, EigError> {
+        let n = op.dim();
+        validate(n, params, start)?;
+        match &mut self.solver {
+            Some(s) if s.fits(n, params) => s.reset(params),
+            slot => *slot = Some(Solver::new(n, params)),
+        }
+        let solver = self.solver.as_mut().expect("installed above");
+        solver.run(op, start)
+    }
+
+    /// Bytes held by the buffers (0 before the first solve).
+    pub fn bytes(&self) -> usize {
+        self.solver.as_ref().map_or(0, Solver::bytes)
+    }
+}
+
+/// Solver state. All buffers are allocated in [`Solver::new`]; [`Solver::reset`] readies them
+/// for another solve of the same shape.
+pub(crate) struct Solver {
     prm: LanczosParams,
     n: usize,
     k: usize,
@@ -153,14 +195,9 @@ fn sym_eig(
     .map_err(|_| EigError::DenseEigen { dim: d })
 }
 
-impl<'a> Solver<'a> {
-    pub(crate) fn new(
-        op: &'a mut dyn SymOp,
-        params: &LanczosParams,
-        start: Option<&[f64]>,
-    ) -> Result<Self, EigError> {
-        let n = op.dim();
-        validate(n, params, start)?;
+impl Solver {
+    /// Buffers for a problem of dimension `n` with `params` (validated by the caller).
+    pub(crate) fn new(n: usize, params: &LanczosParams) -> Self {
         let k = params.k;
         let b = params.block.min(n);
         let cap = params.max_basis.min(n);
@@ -175,8 +212,7 @@ impl<'a> Solver<'a> {
                 )
             })
             .collect();
-        Ok(Self {
-            op,
+        Self {
             prm: *params,
             n,
             k,
@@ -208,10 +244,44 @@ impl<'a> Solver<'a> {
             products: 0,
             iterations: 0,
             restarts: 0,
-        })
+        }
     }
 
-    pub(crate) fn run(&mut self, start: Option<&[f64]>) -> Result<EigResult, EigError> {
+    /// Whether these buffers have the shape a problem of dimension `n` with `params` needs.
+    fn fits(&self, n: usize, params: &LanczosParams) -> bool {
+        self.n == n
+            && self.k == params.k
+            && self.b == params.block.min(n)
+            && self.cap == params.max_basis.min(n)
+            && self.prm.tile_rows == params.tile_rows
+    }
+
+    /// Readies fitting buffers for a new solve with `params`: counters, random stream and basis
+    /// size start over. Every other buffer is written before it is read in a solve.
+    fn reset(&mut self, params: &LanczosParams) {
+        self.prm = *params;
+        self.m = 0;
+        self.rng = Xoshiro256PlusPlus::seed_from_u64(params.seed);
+        self.products = 0;
+        self.iterations = 0;
+        self.restarts = 0;
+    }
+
+    /// Bytes held by the tall buffers (the small dense ones are negligible).
+    fn bytes(&self) -> usize {
+        let tall: usize = self
+            .tiles
+            .iter()
+            .map(|t| t.q.len() + t.w.len() + t.x.len() + t.z.len() + t.part.len())
+            .sum();
+        8 * (tall + self.xbuf.len() + self.ybuf.len())
+    }
+
+    pub(crate) fn run(
+        &mut self,
+        op: &mut dyn SymOp,
+        start: Option<&[f64]>,
+    ) -> Result<EigResult, EigError> {
         let (n, k, par) = (self.n, self.k, self.prm.par);
         let eps23 = f64::EPSILON.powf(2.0 / 3.0);
         let mut m0 = 0;
@@ -219,8 +289,7 @@ impl<'a> Solver<'a> {
         loop {
             // 1. Products of the newest block Q[:, m0..m0+c].
             tiles::gather_q(par, &self.tiles, &mut self.xbuf, n, m0, c);
-            self.op
-                .apply(&self.xbuf[..n * c], &mut self.ybuf[..n * c], c);
+            op.apply(&self.xbuf[..n * c], &mut self.ybuf[..n * c], c);
             self.products += c;
             self.iterations += 1;
 
@@ -609,8 +678,8 @@ mod tests {
                 tile_rows: 29,
                 ..Default::default()
             };
-            let mut s = Solver::new(&mut op, &p, None).unwrap();
-            let r = s.run(None).unwrap();
+            let mut s = Solver::new(op.dim(), &p);
+            let r = s.run(&mut op, None).unwrap();
             assert_eq!(r.status, Status::MaxProducts);
             let err = s.orthogonality_error();
             assert!(err < 1e-13, "k={k} b={b}: ‖QᵀQ − I‖ = {err:e}");
@@ -621,14 +690,13 @@ mod tests {
     #[test]
     fn degenerate_candidates_are_replaced_and_orthonormalized() {
         let n = 60;
-        let mut op = DiagOp::new(spectrum(n)).unwrap();
         let p = LanczosParams {
             block: 3,
             max_basis: 12,
             tile_rows: 7,
             ..Default::default()
         };
-        let mut s = Solver::new(&mut op, &p, None).unwrap();
+        let mut s = Solver::new(n, &p);
         assert_eq!(s.first_block(None).unwrap(), 3);
         // Candidates: a random vector, an almost parallel copy plus a basis component, and a
         // vector inside span(Q).
@@ -671,8 +739,8 @@ mod tests {
             tile_rows: 9,
             ..Default::default()
         };
-        let mut s = Solver::new(&mut op, &p, None).unwrap();
-        let r = s.run(None).unwrap();
+        let mut s = Solver::new(n, &p);
+        let r = s.run(&mut op, None).unwrap();
         assert!(r
             .values
             .iter()
@@ -685,5 +753,69 @@ mod tests {
             .iter()
             .zip(&r.values)
             .all(|(e, v)| *e <= 1e-10 * v.abs()));
+    }
+
+    /// A kept workspace reproduces one-shot solves bit for bit, whatever it solved before:
+    /// another operator, a longer run with restarts, a warm start, another seed, and a change
+    /// of shape (which reallocates).
+    #[test]
+    fn workspace_solves_equal_one_shot_solves() {
+        let n = 300;
+        let base = LanczosParams {
+            k: 2,
+            block: 2,
+            max_basis: 10,
+            tol: 1e-10,
+            tile_rows: 37,
+            ..Default::default()
+        };
+        let mut shifted = spectrum(n);
+        shifted.iter_mut().for_each(|v| *v = 2.0 - *v);
+        let warm: Vec<f64> = (0..2 * n).map(|i| ((i * 7) % 11) as f64 - 5.0).collect();
+        let cases = [
+            (spectrum(n), base, None),
+            (
+                shifted.clone(),
+                LanczosParams {
+                    max_products: 200,
+                    ..base
+                },
+                None,
+            ),
+            (spectrum(n), base, Some(warm.as_slice())),
+            (spectrum(n), LanczosParams { seed: 9, ..base }, None),
+            (
+                shifted,
+                LanczosParams {
+                    k: 3,
+                    block: 1,
+                    ..base
+                },
+                None,
+            ),
+            (spectrum(n), base, None),
+        ];
+        let mut ws = LanczosWorkspace::new();
+        assert_eq!(ws.bytes(), 0);
+        for (i, (d, p, start)) in cases.iter().enumerate() {
+            let one_shot = lanczos(&mut DiagOp::new(d.clone()).unwrap(), p, *start).unwrap();
+            let kept = ws
+                .solve(&mut DiagOp::new(d.clone()).unwrap(), p, *start)
+                .unwrap();
+            assert!(ws.bytes() >= 8 * 2 * n * p.max_basis, "case {i}");
+            assert_eq!(one_shot.products, kept.products, "case {i}");
+            assert_eq!(one_shot.restarts, kept.restarts, "case {i}");
+            // The long run restarts, so the runs after it start over a stale basis.
+            assert!(i != 1 || kept.restarts > 0, "case 1 must restart");
+            let bits = |r: &EigResult| -> Vec<u64> {
+                r.values
+                    .iter()
+                    .chain(&r.residuals)
+                    .chain(&r.vectors)
+                    .map(|v| v.to_bits())
+                    .collect()
+            };
+            assert_eq!(bits(&one_shot), bits(&kept), "case {i}");
+        }
     }
 }

@@ -53,7 +53,7 @@ mod lanczos;
 mod ops;
 mod tiles;
 
-pub use lanczos::lanczos;
+pub use lanczos::{lanczos, LanczosWorkspace};
 pub use ops::{DenseSymOp, DiagOp, SymOp};
 
 use crate::Par;

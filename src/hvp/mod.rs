@@ -6,11 +6,14 @@
 //! R-forward + R-backward only. Vectors cross the boundary in f64 (the solvers' precision) and
 //! are rounded to the kernel precision `T` for the product.
 
-use crate::eig::SymOp;
+use crate::eig::{EigError, LanczosParams, LanczosWorkspace, SymOp};
 use crate::mlp::{Curvature, Net};
 use crate::par::Par;
 use crate::real::Real;
 use std::time::Instant;
+
+/// Elements per task of the precision conversions around a product.
+const CONVERT_CHUNK: usize = 1 << 16;
 
 /// `H` or `G` at the cached point of a [`Net`], counting products and time.
 pub struct CurvatureOp<'n, T> {
@@ -56,14 +59,22 @@ impl<T: Real> SymOp for CurvatureOp<'_, T> {
         let len = self.dim() * b;
         self.xbuf.resize(len, T::ZERO);
         self.ybuf.resize(len, T::ZERO);
-        for (d, s) in self.xbuf.iter_mut().zip(&x[..len]) {
-            *d = T::from_f64(*s);
-        }
-        self.net
-            .hvp(&self.xbuf, &mut self.ybuf, b, self.curv, self.par);
-        for (d, s) in y[..len].iter_mut().zip(&self.ybuf) {
-            *d = s.to_f64();
-        }
+        // Chunked over the pool: these are memory passes over `p·b` elements, which must not
+        // stay sequential while the product itself scales over the threads.
+        let par = self.par;
+        par.each(
+            self.xbuf
+                .chunks_mut(CONVERT_CHUNK)
+                .zip(x[..len].chunks(CONVERT_CHUNK)),
+            |(d, s)| d.iter_mut().zip(s).for_each(|(d, s)| *d = T::from_f64(*s)),
+        );
+        self.net.hvp(&self.xbuf, &mut self.ybuf, b, self.curv, par);
+        par.each(
+            y[..len]
+                .chunks_mut(CONVERT_CHUNK)
+                .zip(self.ybuf.chunks(CONVERT_CHUNK)),
+            |(d, s)| d.iter_mut().zip(s).for_each(|(d, s)| *d = s.to_f64()),
+        );
         self.products += b;
         self.seconds += t0.elapsed().as_secs_f64();
     }
@@ -81,15 +92,30 @@ pub struct Sharpness {
 
 /// Runs Lanczos on `curv` at the point of the last `net.gradient` call, optionally warm-started
 /// from `start` (`p × s` column-major, e.g. the previous iterate's Ritz vectors).
+///
+/// One-shot: the solver's buffers are allocated for this call. Repeated estimates (one per
+/// training step) should use [`top_eigenpairs_in`] with a kept workspace.
 pub fn top_eigenpairs<T: Real>(
     net: &mut Net<T>,
     curv: Curvature,
-    params: &crate::eig::LanczosParams,
+    params: &LanczosParams,
     start: Option<&[f64]>,
-) -> Result<Sharpness, crate::eig::EigError> {
+) -> Result<Sharpness, EigError> {
+    top_eigenpairs_in(&mut LanczosWorkspace::new(), net, curv, params, start)
+}
+
+/// [`top_eigenpairs`] in the buffers of `ws`, which are allocated only on the first call (or
+/// when the shape changes); the result is bit-identical to a one-shot solve.
+pub fn top_eigenpairs_in<T: Real>(
+    ws: &mut LanczosWorkspace,
+    net: &mut Net<T>,
+    curv: Curvature,
+    params: &LanczosParams,
+    start: Option<&[f64]>,
+) -> Result<Sharpness, EigError> {
     let t0 = Instant::now();
     let mut op = CurvatureOp::new(net, curv, params.par);
-    let result = crate::eig::lanczos(&mut op, params, start)?;
+    let result = ws.solve(&mut op, params, start)?;
     debug_assert_eq!(result.products, op.products());
     Ok(Sharpness {
         result,
