@@ -40,7 +40,9 @@
 //! `2b` for the operator's input/output buffers, plus per-tile scratch of `max(max_basis, b)`
 //! columns: at most `(3·max_basis + 3b) · n` f64. Per iteration the vector work is three reads of
 //! `Q` (plus `Q` and `W` once when the residual estimate passes); a thick restart costs one
-//! `n × m × keep` product for each of `Q` and `W`. Nothing is allocated inside the iteration loop.
+//! `n × m × keep` product for each of `Q` and `W`. Nothing is allocated inside the iteration loop,
+//! and a [`LanczosWorkspace`] keeps the buffers from one solve to the next (a run that estimates the
+//! sharpness at every step allocates once).
 //!
 //! # Determinism
 //! Tall vectors are stored in tiles of `tile_rows` rows (a problem-size constant). Every pass
