@@ -12,7 +12,8 @@
 //! - Blocking: `B`'s panels run in groups of at most 10 (480 columns) and the inner dimension
 //!   in blocks of [`KC`]; within a block every 8-row panel of `A` (in L1) sweeps over the
 //!   group's micro-panels of `B` (in L2), and prefetches its share of the next block, so the
-//!   stream of `X` from memory overlaps the arithmetic.
+//!   stream of `X` from memory overlaps the arithmetic. A column-major `A` with long columns
+//!   (the sums of a block of directions) has each row panel copied to a contiguous buffer first.
 //! - Summation order: each block of [`KC`] steps is summed from zero in registers and then added
 //!   to the element of `C` (its old value, or the blocks before), block by block in order: a
 //!   two-level sum whose rounding error grows like `KC + k/KC`, not `k`. The order does not
@@ -34,6 +35,16 @@ pub const KC: usize = 256;
 /// Most panels of `B` swept by the row panels of `A` before moving on (a `KC × 480` block of
 /// `B`, 480 KB, stays in L2); a product with more is cut into equal groups.
 const GROUP: usize = 10;
+/// Column strides of `A` (elements) from which its row panels are packed. A panel read in place
+/// touches one line per step of the inner dimension, `KC` lines spread over `KC · stride · 4`
+/// bytes: past 384 KB (96 pages, the first-level data TLB of these cores) every step of the
+/// micro-kernel misses that TLB. Measured on the first-layer sum at h = 200, 1 thread (phases
+/// example, three runs each way): a block of 4 directions (stride 800) took 26.0–26.2 ms per
+/// direction packed and 26.3–27.1 in place; at stride 200 (one direction) packing gained
+/// nothing.
+const PACK_A_STRIDE: usize = 384;
+// Packing moves one 256-bit vector per step: the micro-tile is 8 rows.
+const _: () = assert!(MR == 8);
 
 /// A read-only operand: element `(i, j)` at `ptr + i·rs + j·cs` (in elements).
 #[derive(Clone, Copy, Debug)]
@@ -159,10 +170,28 @@ unsafe fn sgemm_packed(
             let lines = kn * NR / 16;
             let share = lines.div_ceil(m.div_ceil(MR));
             let load = add || p0 > 0;
+            // Column-major `A` with a long column (the sums of a block of directions) is
+            // copied panel by panel into a contiguous buffer, which the group's micro-panels
+            // then share (see PACK_A_STRIDE).
+            let pack_a = a.rs == 1 && a.cs >= PACK_A_STRIDE && gn > 1;
+            let mut apack = [0f32; MR * KC];
             let mut i0 = 0;
             while i0 < m {
                 let rows = MR.min(m - i0);
-                let ap = a.ptr.add(i0 * a.rs + p0 * a.cs);
+                let mut a = a;
+                let mut ap = a.ptr.add(i0 * a.rs + p0 * a.cs);
+                if pack_a && rows == MR {
+                    for p in 0..kc {
+                        let col = _mm256_loadu_ps(ap.add(p * a.cs));
+                        _mm256_storeu_ps(apack.as_mut_ptr().add(p * MR), col);
+                    }
+                    ap = apack.as_ptr();
+                    a = Operand {
+                        ptr: ap,
+                        rs: 1,
+                        cs: MR,
+                    };
+                }
                 let ip = i0 / MR;
                 for q in g0..g0 + gn {
                     let jp = jp0 + q;
@@ -526,9 +555,9 @@ mod tests {
     }
 
     /// Awkward sizes around the micro-tile (8 × 48), the vector width (16), `KC` (256), the
-    /// panel groups (at most 10 panels: 500 columns make 11, in groups of 6 and 5) and the
-    /// 8-panel tiles of the sums.
-    const SIZES: [(usize, usize, usize); 10] = [
+    /// panel groups (at most 10 panels: 500 columns make 11, in groups of 6 and 5), the
+    /// 8-panel tiles of the sums and the packing of long columns of `A` (403 rows).
+    const SIZES: [(usize, usize, usize); 11] = [
         (1, 1, 1),
         (7, 15, 3),
         (8, 48, 256),
@@ -537,6 +566,7 @@ mod tests {
         (23, 31, 513),
         (16, 200, 64),
         (40, 17, 300),
+        (403, 100, 300),
         (3, 144, 0),
         (12, 500, 260),
     ];
@@ -603,7 +633,8 @@ mod tests {
             eprintln!("skipped: no AVX-512F on this CPU");
             return;
         }
-        let (m, n, k) = (203, 130, 700);
+        // `n ≥ PACK_A_STRIDE`: the sums read `gᵀ` through packed panels.
+        let (m, n, k) = (203, 400, 700);
         let a = values(m * k, 5);
         let w = values(n * k, 6);
         let mut pb = PackedB::default();
