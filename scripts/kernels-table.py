@@ -15,6 +15,10 @@ throughput), and the ratios the kernels are held to:
 - the same block ratio for the HVP's GEMMs alone (roof-hvp-b4 / 4 / roof-hvp-b1), and the HVP's
   time over that of its GEMMs alone
 
+Each width's table says when it was measured, and flags results that span several runs or trail
+the newest by over an hour (criterion keeps the last result of every benchmark, so a width not
+re-run keeps its old numbers); `--widths 200` restricts the tables to the widths of one run.
+
 With `--out DIR` it also writes DIR/table.md and DIR/medians.csv (one row per benchmark), e.g.
 `--out results/kernels/$(date -u +%Y%m%dT%H%M%SZ)`. Only the Python standard library is needed.
 
@@ -29,6 +33,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from collections import defaultdict
 
 TARGETS = {
@@ -40,8 +45,9 @@ TARGETS = {
 
 
 def load(root):
-    """{(group, function, value): (median_ns, flops or None)} for the latest run of each."""
-    found = {}
+    """({(group, function, value): (median_ns, flops or None)}, {same key: when measured, epoch s})
+    for the latest run of each."""
+    found, when = {}, {}
     for dirpath, _, files in os.walk(root):
         if os.path.basename(dirpath) != "new" or "benchmark.json" not in files:
             continue
@@ -57,7 +63,25 @@ def load(root):
         flops = (bench.get("throughput") or {}).get("Elements")
         key = (bench["group_id"], bench["function_id"], bench["value_str"])
         found[key] = (est["median"]["point_estimate"], flops)
-    return found
+        when[key] = os.path.getmtime(est_path)
+    return found, when
+
+
+def utc(t, fmt="%Y-%m-%d %H:%M"):
+    return time.strftime(fmt, time.gmtime(t)) + " UTC"
+
+
+def measured(group, when):
+    """When a width's results were measured, flagged when they span or trail runs by over an hour."""
+    times = [t for (g, _, _), t in when.items() if g == group]
+    lo, hi, newest = min(times), max(times), max(when.values())
+    text = f"measured {utc(lo)}" + (f" to {utc(hi, '%H:%M')}" if hi - lo >= 60 else "")
+    notes = []
+    if hi - lo > 3600:
+        notes.append("from several runs")
+    if newest - hi > 3600:
+        notes.append(f"{(newest - hi) / 3600:.1f} h older than the newest results")
+    return text + "".join(f"; {n}" for n in notes)
 
 
 def check(name, value):
@@ -76,7 +100,7 @@ def width_key(group):
     return int(m.group(1)) if m else sys.maxsize
 
 
-def tables(found):
+def tables(found, when):
     lines = []
     peak = {v: (t, fl) for (g, f, v), (t, fl) in found.items() if g == "kernels/peak"}
     if peak:
@@ -92,6 +116,8 @@ def tables(found):
                 rows[f][v] = (t, fl)
         threads = sorted({v for r in rows.values() for v in r}, key=thread_key)
         lines.append(f"### {group}")
+        lines.append("")
+        lines.append(f"_{measured(group, when)}_")
         lines.append("")
         lines.append("| benchmark | " + " | ".join(f"{v} ms | {v} GFLOP/s" for v in threads) + " |")
         lines.append("|---|" + "---|---|" * len(threads))
@@ -181,14 +207,20 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--criterion-dir", default="target/criterion", help="criterion output (default: %(default)s)")
     ap.add_argument("--out", help="also write table.md and medians.csv into this directory")
+    ap.add_argument("--widths", help="only these hidden widths, comma-separated (e.g. 200)")
     args = ap.parse_args()
-    found = load(args.criterion_dir)
-    if not found:
+    found, when = load(args.criterion_dir)
+    if args.widths:
+        keep = {f"kernels/h{w.strip()}" for w in args.widths.split(",")} | {"kernels/peak"}
+        found = {k: v for k, v in found.items() if k[0] in keep}
+        when = {k: v for k, v in when.items() if k in found}
+    if not any(g != "kernels/peak" for (g, _, _) in found):
         sys.exit(
-            f"error: no kernels/* benchmark results under {args.criterion_dir}; "
-            "run `cargo bench --bench kernels` first (or pass --criterion-dir)"
+            f"error: no kernels/* benchmark results under {args.criterion_dir}"
+            + (f" for widths {args.widths}" if args.widths else "")
+            + "; run `cargo bench --bench kernels` first (or pass --criterion-dir)"
         )
-    text = "\n".join(["## Kernels benchmark", ""] + meta() + tables(found))
+    text = "\n".join(["## Kernels benchmark", ""] + meta() + tables(found, when))
     print(text)
     if args.out:
         os.makedirs(args.out, exist_ok=True)
@@ -196,9 +228,10 @@ def main():
             f.write(text + "\n")
         with open(os.path.join(args.out, "medians.csv"), "w", newline="") as f:
             w = csv.writer(f)
-            w.writerow(["group", "benchmark", "threads", "median_ms", "gflop_per_s"])
+            w.writerow(["group", "benchmark", "threads", "median_ms", "gflop_per_s", "measured_utc"])
             for (g, fn, v), (t, fl) in sorted(found.items()):
-                w.writerow([g, fn, v, f"{t / 1e6:.4f}", f"{fl / t:.2f}" if fl else ""])
+                stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(when[(g, fn, v)]))
+                w.writerow([g, fn, v, f"{t / 1e6:.4f}", f"{fl / t:.2f}" if fl else "", stamp])
         print(f"wrote {args.out}/table.md and {args.out}/medians.csv", file=sys.stderr)
 
 
