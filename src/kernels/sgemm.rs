@@ -436,7 +436,7 @@ const TILE_PANELS: usize = 8;
 /// of `m × b.n()`: the first layer's sums over the examples `k0 .. k0+rows` of a packed `X`.
 ///
 /// `C` is cut into tiles of all `m` rows (each tile streams its columns of `X` once for every
-/// direction of a block) and [`TILE_PANELS`] panels, plus row tiles when that gives fewer
+/// direction of a block) and `TILE_PANELS` (8) panels, plus row tiles when that gives fewer
 /// tiles than the pool has threads; one task per tile on the pool of `par`. The tiling may
 /// follow the thread count because the result does not depend on it (see the module doc).
 #[allow(clippy::too_many_arguments)]
