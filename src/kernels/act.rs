@@ -100,6 +100,30 @@ pub fn act_f64(act: Activation, x: f64) -> ActValues<f64> {
 /// `1/√(2π)`.
 const INV_SQRT_2PI: f64 = 0.398_942_280_401_432_7;
 
+/// The reference `σ'''` of `act` at `x`, in f64 (for third-order products): tanh `σ'(6σ² − 2)`,
+/// softplus `σ''(1 − 2σ')`, GELU `xφ(x)(x² − 4)`, relu and linear `0`.
+pub fn act_d3_f64(act: Activation, x: f64) -> f64 {
+    match act {
+        Activation::Tanh => {
+            let v = act_f64(act, x);
+            v.d1 * (6.0 * v.a * v.a - 2.0)
+        }
+        Activation::Softplus => {
+            let v = act_f64(act, x);
+            v.d2 * (1.0 - 2.0 * v.d1)
+        }
+        Activation::Gelu => {
+            let pdf = INV_SQRT_2PI * (-0.5 * x * x).exp();
+            if pdf == 0.0 {
+                0.0
+            } else {
+                x * pdf * (x * x - 4.0)
+            }
+        }
+        Activation::Relu | Activation::Linear => 0.0,
+    }
+}
+
 /// Fast f32 tanh `σ`, `σ'`, `σ''` from the rational [`tanh_f32`]: `σ' = (1−a)(1+a)` (relatively
 /// accurate as `|a| → 1`, unlike `1 − a²`), `σ'' = −2aσ'`.
 #[inline(always)]
@@ -193,6 +217,9 @@ mod tests {
                     "{act} σ''({x}): {} vs fd {fd2}",
                     v.d2
                 );
+                let fd3 = (p.d2 - m.d2) / (2.0 * h);
+                let d3 = act_d3_f64(act, x);
+                assert!((fd3 - d3).abs() < 1e-8, "{act} σ'''({x}): {d3} vs fd {fd3}");
             }
         }
     }

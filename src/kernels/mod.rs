@@ -60,7 +60,7 @@ pub(crate) fn splitmix64(state: &mut u64) -> u64 {
     x ^ (x >> 31)
 }
 
-pub use act::{act_f64, act_ref, gelu_f32, softplus_f32, tanh_act_f32, ActValues};
+pub use act::{act_d3_f64, act_f64, act_ref, gelu_f32, softplus_f32, tanh_act_f32, ActValues};
 pub use elementwise::{add_bias, bias_act, bwd_act, col_sums, rbwd_act, rfwd_act};
 pub use path::{kernel_path, try_kernel_path, KernelPath, KernelPathError, KERNEL_ENV};
 pub use special::{erf, erfc, tanh_f32};

@@ -208,3 +208,124 @@ pub fn hvp(
     }
     out
 }
+/// The third-order product `∇³L(θ)[u, u]`, the gradient of `uᵀ∇²L(θ)u` (the sharpness
+/// gradient when `u` is the top Hessian eigenvector), by the R-operator applied twice to the
+/// gradient, one example at a time:
+/// `r2_z_l = r2_a_{l−1}W_lᵀ + 2 r_a_{l−1}U_lᵀ`, `r2_a_l = σ''·r_z_l² + σ'·r2_z_l`;
+/// `r2_g_L = H_out r2_z_L + T_out[r_z_L, r_z_L]`;
+/// `r2_dW_l = r2_g_lᵀa_{l−1} + 2 r_g_lᵀr_a_{l−1} + g_lᵀr2_a_{l−1}`, `r2_db_l = r2_g_lᵀ1`;
+/// `r2_da = r2_g W + 2 r_g U`,
+/// `r2_g_{l−1} = σ'''·r_z²·da + σ''·r2_z·da + 2σ''·r_z·r_da + σ'·r2_da`.
+pub fn third_order(
+    spec: &MlpSpec,
+    loss: Loss,
+    x: &[f64],
+    labels: &[u8],
+    p: &[f64],
+    u: &[f64],
+) -> Vec<f64> {
+    let lay = spec.layout();
+    let d = spec.input_dim;
+    let n = labels.len() as f64;
+    let nl = lay.layers.len();
+    let mut out = vec![0.0; lay.len];
+    for i in 0..labels.len() {
+        let ex = forward(spec, &lay, p, &x[i * d..(i + 1) * d]);
+        // R- and R²-forward; r_a_0 = r2_a_0 = 0. `s3` of each hidden layer from its `z`.
+        let mut ra = vec![vec![0.0; d]];
+        let mut r2a = vec![vec![0.0; d]];
+        let (mut rz, mut r2z, mut s3) = (Vec::new(), Vec::new(), Vec::new());
+        for (l, slot) in lay.layers.iter().enumerate() {
+            let w = |r: usize, c: usize| p[slot.w_off + r * slot.cols + c];
+            let uw = |r: usize, c: usize| u[slot.w_off + r * slot.cols + c];
+            let mut z1 = vec![0.0; slot.rows];
+            let mut z2 = vec![0.0; slot.rows];
+            let mut z = vec![0.0; slot.rows];
+            for r in 0..slot.rows {
+                z1[r] = u[slot.b_off + r];
+                z[r] = p[slot.b_off + r];
+                for c in 0..slot.cols {
+                    z1[r] += w(r, c) * ra[l][c] + uw(r, c) * ex.a[l][c];
+                    z2[r] += w(r, c) * r2a[l][c] + 2.0 * uw(r, c) * ra[l][c];
+                    z[r] += w(r, c) * ex.a[l][c];
+                }
+            }
+            if l + 1 < nl {
+                let (s1, s2) = (&ex.s1[l], &ex.s2[l]);
+                ra.push((0..slot.rows).map(|k| s1[k] * z1[k]).collect());
+                r2a.push(
+                    (0..slot.rows)
+                        .map(|k| s2[k] * z1[k] * z1[k] + s1[k] * z2[k])
+                        .collect(),
+                );
+                s3.push(
+                    z.iter()
+                        .map(|&v| crate::kernels::act_d3_f64(spec.activation, v))
+                        .collect::<Vec<f64>>(),
+                );
+            }
+            rz.push(z1);
+            r2z.push(z2);
+        }
+        // Output: g = ∂ℓ/∂z, r_g = H r_z, r2_g = H r2_z + T[r_z, r_z].
+        let y = labels[i] as usize;
+        let (_, mut g, h) = head(loss, &ex.z_out, y);
+        let c = g.len();
+        let (zl, z2l) = (&rz[nl - 1], &r2z[nl - 1]);
+        let mut rg: Vec<f64> = (0..c)
+            .map(|k| (0..c).map(|m| h[k * c + m] * zl[m]).sum())
+            .collect();
+        let mut r2g: Vec<f64> = (0..c)
+            .map(|k| (0..c).map(|m| h[k * c + m] * z2l[m]).sum())
+            .collect();
+        if loss == Loss::Ce {
+            // T[v, v] = p ⊙ (w² − Σ p w²) with w = v − pᵀv, p = softmax(z).
+            let pr: Vec<f64> = (0..c)
+                .map(|k| g[k] + if k == y { 1.0 } else { 0.0 })
+                .collect();
+            let mean: f64 = (0..c).map(|k| pr[k] * zl[k]).sum();
+            let wv: Vec<f64> = zl.iter().map(|v| v - mean).collect();
+            let var: f64 = (0..c).map(|k| pr[k] * wv[k] * wv[k]).sum();
+            for k in 0..c {
+                r2g[k] += pr[k] * (wv[k] * wv[k] - var);
+            }
+        }
+        for l in (0..nl).rev() {
+            let slot = lay.layers[l];
+            for r in 0..slot.rows {
+                out[slot.b_off + r] += r2g[r] / n;
+                for cc in 0..slot.cols {
+                    let t = r2g[r] * ex.a[l][cc] + 2.0 * rg[r] * ra[l][cc] + g[r] * r2a[l][cc];
+                    out[slot.w_off + r * slot.cols + cc] += t / n;
+                }
+            }
+            if l > 0 {
+                let w = |r: usize, cc: usize| p[slot.w_off + r * slot.cols + cc];
+                let uw = |r: usize, cc: usize| u[slot.w_off + r * slot.cols + cc];
+                let col = |f: &dyn Fn(usize, usize) -> f64| -> Vec<f64> {
+                    (0..slot.cols)
+                        .map(|cc| (0..slot.rows).map(|r| f(r, cc)).sum())
+                        .collect()
+                };
+                let da = col(&|r, cc| g[r] * w(r, cc));
+                let rda = col(&|r, cc| rg[r] * w(r, cc) + g[r] * uw(r, cc));
+                let r2da = col(&|r, cc| r2g[r] * w(r, cc) + 2.0 * rg[r] * uw(r, cc));
+                let (s1, s2, s3) = (&ex.s1[l - 1], &ex.s2[l - 1], &s3[l - 1]);
+                let (z1, z2) = (&rz[l - 1], &r2z[l - 1]);
+                r2g = (0..slot.cols)
+                    .map(|k| {
+                        s3[k] * z1[k] * z1[k] * da[k]
+                            + s2[k] * z2[k] * da[k]
+                            + 2.0 * s2[k] * z1[k] * rda[k]
+                            + s1[k] * r2da[k]
+                    })
+                    .collect();
+                rg = (0..slot.cols)
+                    .map(|k| s2[k] * z1[k] * da[k] + s1[k] * rda[k])
+                    .collect();
+                g = (0..slot.cols).map(|k| s1[k] * da[k]).collect();
+            }
+        }
+    }
+    out
+}
