@@ -430,6 +430,10 @@ fn bench_kernels(c: &mut Criterion) {
                             })
                         })
                     });
+                    g.throughput(Throughput::Elements(flops::third_order(&spec, N) as u64));
+                    g.bench_function(BenchmarkId::new("third-order", format!("t{t}")), |bch| {
+                        bch.iter(|| pool.install(|| net.third_order(&dirs, &mut out, par)))
+                    });
                 }
             }
         }

@@ -349,7 +349,7 @@ fn verify_passes_on_small_custom_nets() {
         assert_eq!(v["all_pass"], true, "{v}");
         assert_eq!(v["p"], (24 * 16 + 16) + (16 * 12 + 12) + (12 * 5 + 5));
         let checks = v["checks"].as_array().unwrap();
-        assert_eq!(checks.len(), 7);
+        assert_eq!(checks.len(), 9);
         for c in checks {
             let (val, tol) = (c["value"].as_f64().unwrap(), c["tol"].as_f64().unwrap());
             assert!(c["pass"] == true && val <= tol, "{c}");

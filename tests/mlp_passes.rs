@@ -269,9 +269,10 @@ fn dense_hessian_of_a_tiny_net_is_symmetric_and_matches_the_reference() {
     }
 }
 
-/// Gradient and a 3-direction HVP block of a 37-33-17-10 net on 300 examples in physical
-/// batches of 100, in f32 (loss bits, gradient, products).
-fn f32_passes(own_gemm: bool, threads: usize) -> (u64, Vec<f32>, Vec<f32>, &'static str) {
+/// Gradient, a 3-direction HVP block and a third-order product of a 37-33-17-10 net on 300
+/// examples in physical batches of 100, in f32 (loss bits, gradient, products, first-layer
+/// GEMM, third-order product).
+fn f32_passes(own_gemm: bool, threads: usize) -> (u64, Vec<f32>, Vec<f32>, &'static str, Vec<f32>) {
     let s = MlpSpec::new(37, &[33, 17], 10, Activation::Tanh).unwrap();
     let (x, y) = problem(300, 37, 10, 4);
     let xf: Vec<f32> = x.iter().map(|&v| v as f32).collect();
@@ -291,7 +292,9 @@ fn f32_passes(own_gemm: bool, threads: usize) -> (u64, Vec<f32>, Vec<f32>, &'sta
         let ev = net.gradient(&p, &mut g, par);
         let mut hv = vec![0f32; 3 * p.len()];
         net.hvp(&dirs, &mut hv, 3, Curvature::Hessian, par);
-        (ev.loss.to_bits(), g, hv, net.first_layer_gemm())
+        let mut t = vec![0f32; p.len()];
+        net.third_order(&dirs[..p.len()], &mut t, par);
+        (ev.loss.to_bits(), g, hv, net.first_layer_gemm(), t)
     })
 }
 
@@ -315,6 +318,10 @@ fn results_are_bit_identical_across_thread_counts() {
                 same(&base.2, &r.2),
                 "hvp differs at {t} threads (own_gemm {own_gemm})"
             );
+            assert!(
+                same(&base.4, &r.4),
+                "third-order product differs at {t} threads (own_gemm {own_gemm})"
+            );
         }
     }
 }
@@ -337,6 +344,8 @@ fn own_first_layer_gemm_agrees_with_faer() {
     eprintln!("own vs faer: gradient {eg:.1e}, hvp {eh:.1e}");
     assert!(eg < 1e-5, "gradient: relative difference {eg:e}");
     assert!(eh < 1e-5, "hvp: relative difference {eh:e}");
+    let et = rel_err(&to64(&own.4), &to64(&faer.4));
+    assert!(et < 1e-5, "third order: relative difference {et:e}");
 }
 
 #[test]
@@ -388,6 +397,13 @@ fn f32_agrees_with_f64_for(act: Activation) {
         "{act}: hvp {}",
         rel_err(&h32d, &h64)
     );
+    let mut t64 = vec![0.0; p64.len()];
+    let mut t32 = vec![0f32; p64.len()];
+    n64.third_order(&v, &mut t64, Par::Seq);
+    n32.third_order(&vf, &mut t32, Par::Seq);
+    let t32d: Vec<f64> = t32.iter().map(|&v| v as f64).collect();
+    let et = rel_err(&t32d, &t64);
+    assert!(et < 1e-4, "{act}: third-order product {et}");
 }
 
 /// The slow twin's `∇³L[u, u]` is the derivative of the Hessian-vector product `H(θ)u` along
@@ -429,6 +445,32 @@ fn reference_third_order_matches_differences_of_hessian_products() {
                 t.iter().map(|v| v * v).sum::<f64>().sqrt() > 1e-3,
                 "{act} {loss}"
             );
+        }
+    }
+}
+
+/// The fast third-order product equals the slow twin's for every activation and both losses,
+/// over several row blocks and physical batches (a ragged last one), and overwrites `out`.
+#[test]
+fn third_order_matches_the_reference_twin() {
+    for act in Activation::ALL {
+        for loss in [Loss::Mse, Loss::Ce] {
+            let (mut net, p, x, y) = net(act, loss, 40, tiny_cfg());
+            let s = net.spec().clone();
+            let mut g = vec![0.0; p.len()];
+            net.gradient(&p, &mut g, Par::Seq);
+            let u = random_vec(p.len(), 17);
+            let mut t = vec![f64::NAN; p.len()];
+            net.third_order(&u, &mut t, Par::Seq);
+            let t_ref = reference::third_order(&s, loss, &x, &y, &p, &u);
+            let e = rel_err(&t, &t_ref);
+            assert!(e < 1e-12, "{act} {loss}: third-order err {e}");
+            // Quadratic in u: T[2u, 2u] = 4 T[u, u].
+            let u2: Vec<f64> = u.iter().map(|v| 2.0 * v).collect();
+            let mut t2 = vec![0.0; p.len()];
+            net.third_order(&u2, &mut t2, Par::Seq);
+            let t4: Vec<f64> = t.iter().map(|v| 4.0 * v).collect();
+            assert!(rel_err(&t2, &t4) < 1e-13, "{act} {loss}: not quadratic");
         }
     }
 }

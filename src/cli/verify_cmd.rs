@@ -12,8 +12,12 @@
 //!   different R-passes, so only rounding separates them.
 //! * **Gauss–Newton**: the same symmetry of `G = JᵀH_out J`, and `⟨u,Gu⟩ ≥ 0` (reported as the
 //!   negative part `max(0, −⟨u,Gu⟩) / ‖Gu‖`, which must stay below the symmetry tolerance).
+//! * **Third-order product.** `FD = (H(θ+hu)u − H(θ−hu)u) / 2h` against the exact
+//!   `∇³L(θ)[u, u]` (the gradient of `uᵀHu`); error `‖FD − ∇³L[u,u]‖ / ‖∇³L[u,u]‖`. The
+//!   products at `θ ± hu` come from the gradients the HVP check computes anyway.
 //! * **f32 vs f64**: the f32 network at `θ` rounded to f32 against the f64 network at `θ`:
-//!   `‖∇L₃₂ − ∇L₆₄‖ / ‖∇L₆₄‖` and `max_k ‖(Hu_k)₃₂ − (Hu_k)₆₄‖ / ‖(Hu_k)₆₄‖`.
+//!   `‖∇L₃₂ − ∇L₆₄‖ / ‖∇L₆₄‖`, `max_k ‖(Hu_k)₃₂ − (Hu_k)₆₄‖ / ‖(Hu_k)₆₄‖` and the same for the
+//!   third-order products.
 //!
 //! **Step sizes.** A central difference has truncation error `O(h²)` (third derivatives) and
 //! rounding error `O(ε/h)` (ε ≈ 1e-16 times the size of `L` or `∇L`), so the error as a function
@@ -28,9 +32,9 @@
 //! derivative (the best achievable agreement), not the finite-difference noise at an arbitrary
 //! step; the errors at every step are in the JSON output.
 //!
-//! Cost: one f64 gradient, `2K` f64 products (Hessian and Gauss–Newton, one block each),
-//! `2·K·S` f64 loss evaluations and `2·K·S` f64 gradients for `S` steps, plus one f32 gradient
-//! and `K` f32 products.
+//! Cost: one f64 gradient, `2K` f64 products (Hessian and Gauss–Newton, one block each) and `K`
+//! third-order products, `2·K·S` f64 loss evaluations and `2·K·S` f64 gradients and HVPs for
+//! `S` steps, plus one f32 gradient, `K` f32 products and `K` f32 third-order products.
 
 use std::time::Instant;
 
@@ -78,7 +82,8 @@ pub struct VerifyArgs {
     #[arg(long, value_name = "TOL", help_heading = "Checks", default_value = "1e-6", value_parser = positive)]
     pub tol_grad: f64,
 
-    /// Tolerance of the Hessian-vector product vs finite differences of gradients (relative)
+    /// Tolerance of the Hessian-vector product vs finite differences of gradients, and of the
+    /// third-order product vs finite differences of HVPs (relative)
     #[arg(long, value_name = "TOL", help_heading = "Checks", default_value = "1e-4", value_parser = positive)]
     pub tol_hvp: f64,
 
@@ -207,11 +212,16 @@ pub fn verify(args: &VerifyArgs, ctx: &Context) -> Result<Output, CliError> {
     net.hvp(&dirs, &mut hu, k, Curvature::Hessian, ctx.par);
     let mut gu = vec![0.0; k * p];
     net.hvp(&dirs, &mut gu, k, Curvature::GaussNewton, ctx.par);
+    let mut tu = vec![0.0; k * p];
+    for (i, out) in tu.chunks_mut(p).enumerate() {
+        net.third_order(&dirs[i * p..(i + 1) * p], out, ctx.par);
+    }
     let analytic_s = t.elapsed().as_secs_f64();
     let grad_norm = norm(&grad);
     let u = |i: usize| &dirs[i * p..(i + 1) * p];
     let hu_k = |i: usize| &hu[i * p..(i + 1) * p];
     let gu_k = |i: usize| &gu[i * p..(i + 1) * p];
+    let tu_k = |i: usize| &tu[i * p..(i + 1) * p];
     let gdot: Vec<f64> = (0..k).map(|i| dot(&grad, u(i))).collect();
 
     let shifted = |i: usize, h: f64| -> (Vec<f64>, Vec<f64>) {
@@ -238,24 +248,31 @@ pub fn verify(args: &VerifyArgs, ctx: &Context) -> Result<Output, CliError> {
     }
     let fd_loss_s = t.elapsed().as_secs_f64();
 
-    // Hessian-vector products vs central differences of gradients.
+    // Hessian-vector products vs central differences of gradients, and third-order products
+    // vs central differences of Hessian-vector products (at the same shifted points).
     let t = Instant::now();
     let mut hvp_errs = vec![Vec::new(); k];
+    let mut third_errs = vec![Vec::new(); k];
     let (mut gp, mut gm) = (vec![0.0; p], vec![0.0; p]);
+    let (mut hp, mut hm) = (vec![0.0; p], vec![0.0; p]);
+    let diff = |a: &[f64], b: &[f64], h: f64| -> Vec<f64> {
+        a.iter().zip(b).map(|(a, b)| (a - b) / (2.0 * h)).collect()
+    };
     for &s in &args.steps {
         let h = s * scale;
-        for (i, errs) in hvp_errs.iter_mut().enumerate() {
+        for i in 0..k {
             let (plus, minus) = shifted(i, h);
             net.gradient(&plus, &mut gp, ctx.par);
+            net.hvp(u(i), &mut hp, 1, Curvature::Hessian, ctx.par);
             net.gradient(&minus, &mut gm, ctx.par);
-            let fd: Vec<f64> = gp
-                .iter()
-                .zip(&gm)
-                .map(|(a, b)| (a - b) / (2.0 * h))
-                .collect();
-            errs.push(StepErr {
+            net.hvp(u(i), &mut hm, 1, Curvature::Hessian, ctx.par);
+            hvp_errs[i].push(StepErr {
                 rel_step: s,
-                err: rel_dist(&fd, hu_k(i)),
+                err: rel_dist(&diff(&gp, &gm, h), hu_k(i)),
+            });
+            third_errs[i].push(StepErr {
+                rel_step: s,
+                err: rel_dist(&diff(&hp, &hm, h), tu_k(i)),
             });
         }
     }
@@ -287,6 +304,10 @@ pub fn verify(args: &VerifyArgs, ctx: &Context) -> Result<Output, CliError> {
     let ev32 = net32.gradient(&theta32, &mut grad32, ctx.par);
     let mut hu32 = vec![0.0f32; k * p];
     net32.hvp(&dirs32, &mut hu32, k, Curvature::Hessian, ctx.par);
+    let mut tu32 = vec![0.0f32; k * p];
+    for (i, out) in tu32.chunks_mut(p).enumerate() {
+        net32.third_order(&dirs32[i * p..(i + 1) * p], out, ctx.par);
+    }
     let gemm32 = net32.first_layer_gemm();
     drop(net32);
     let f32_s = t.elapsed().as_secs_f64();
@@ -296,9 +317,13 @@ pub fn verify(args: &VerifyArgs, ctx: &Context) -> Result<Output, CliError> {
         .map(|i| rel_dist(&widen(&hu32[i * p..(i + 1) * p]), hu_k(i)))
         .collect();
     let hvp32_err = hvp32_errs.iter().copied().fold(0.0f64, f64::max);
+    let third32_err = (0..k)
+        .map(|i| rel_dist(&widen(&tu32[i * p..(i + 1) * p]), tu_k(i)))
+        .fold(0.0f64, nan_max);
 
     let grad_best: Vec<StepErr> = grad_errs.iter().map(|e| best(e)).collect();
     let hvp_best: Vec<StepErr> = hvp_errs.iter().map(|e| best(e)).collect();
+    let third_best: Vec<StepErr> = third_errs.iter().map(|e| best(e)).collect();
     let worst = |b: &[StepErr]| b.iter().map(|e| e.err).fold(0.0f64, nan_max);
     let steps_of = |b: &[StepErr]| {
         b.iter()
@@ -318,6 +343,12 @@ pub fn verify(args: &VerifyArgs, ctx: &Context) -> Result<Output, CliError> {
             value: worst(&hvp_best),
             tol: args.tol_hvp,
             detail: format!("best h/max(|θ|,1) per direction: {}", steps_of(&hvp_best)),
+        },
+        Check {
+            name: "third-order product vs FD of HVPs",
+            value: worst(&third_best),
+            tol: args.tol_hvp,
+            detail: format!("best h/max(|θ|,1) per direction: {}", steps_of(&third_best)),
         },
         Check {
             name: "Hessian symmetry",
@@ -349,6 +380,12 @@ pub fn verify(args: &VerifyArgs, ctx: &Context) -> Result<Output, CliError> {
         Check {
             name: "f32 vs f64 Hessian-vector product",
             value: hvp32_err,
+            tol: args.tol_f32,
+            detail: format!("max over {k} directions"),
+        },
+        Check {
+            name: "f32 vs f64 third-order product",
+            value: third32_err,
             tol: args.tol_f32,
             detail: format!("max over {k} directions"),
         },
@@ -443,9 +480,9 @@ pub fn verify(args: &VerifyArgs, ctx: &Context) -> Result<Output, CliError> {
         &mut text,
         format!(
             "seconds: data {data_s:.2}, f64 gradient + {} products {analytic_s:.2}, \
-             FD of loss {fd_loss_s:.2} ({} evaluations), FD of gradients {fd_grad_s:.2} \
-             ({} gradients), f32 {f32_s:.2}, total {total_s:.2}",
-            2 * k,
+             FD of loss {fd_loss_s:.2} ({} evaluations), FD of gradients and HVPs \
+             {fd_grad_s:.2} ({} each), f32 {f32_s:.2}, total {total_s:.2}",
+            3 * k,
             2 * k * s_count,
             2 * k * s_count
         ),
@@ -487,6 +524,8 @@ pub fn verify(args: &VerifyArgs, ctx: &Context) -> Result<Output, CliError> {
                 "hu_norm": hu_norm[i],
                 "hvp_fd": step_json(&hvp_errs[i]),
                 "hvp_err": hvp_best[i].err,
+                "third_fd": step_json(&third_errs[i]),
+                "third_err": third_best[i].err,
                 "u_gu": ugu[i],
                 "gu_norm": gu_norm[i],
                 "f32_hvp_err": hvp32_errs[i],

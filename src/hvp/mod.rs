@@ -124,6 +124,17 @@ pub fn top_eigenpairs_in<T: Real>(
     })
 }
 
+/// The sharpness gradient `∇S(θ) = ∇³L(θ)[u, u]` at the point of the last `net.gradient` call,
+/// for a unit top eigenvector `u` of the Hessian there (e.g. the first Ritz vector of
+/// [`top_eigenpairs`]): the derivative of the top eigenvalue when it is simple. `u` crosses the
+/// boundary in f64 like the operators' vectors.
+pub fn sharpness_gradient<T: Real>(net: &mut Net<T>, u: &[f64], par: Par) -> Vec<f64> {
+    let ut: Vec<T> = u.iter().map(|&v| T::from_f64(v)).collect();
+    let mut out = vec![T::ZERO; ut.len()];
+    net.third_order(&ut, &mut out, par);
+    out.iter().map(|v| v.to_f64()).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,5 +190,52 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// The sharpness gradient is the derivative of the top Hessian eigenvalue: against central
+    /// differences of the dense top eigenvalue along a random direction.
+    #[test]
+    fn sharpness_gradient_is_the_derivative_of_the_top_eigenvalue() {
+        let spec = MlpSpec::new(4, &[5], 3, Activation::Tanh).unwrap();
+        let ds = crate::data::synthetic(30, 4, 3, 1);
+        let data = Data::new(ds.features::<f64>(), ds.labels.clone(), 4, 3);
+        let mut net = Net::new(&spec, Loss::Mse, data, NetConfig::default());
+        let p: Vec<f64> = init_params::<f64>(&spec, 4)
+            .data
+            .iter()
+            .map(|v| 3.0 * v)
+            .collect();
+        let np = p.len();
+        // Top eigenpair of the dense Hessian at q.
+        let top = |net: &mut Net<f64>, q: &[f64]| -> (f64, Vec<f64>) {
+            let mut g = vec![0.0; np];
+            net.gradient(q, &mut g, Par::Seq);
+            let eye: Vec<f64> = (0..np * np)
+                .map(|k| (k / np == k % np) as u8 as f64)
+                .collect();
+            let mut h = vec![0.0; np * np];
+            net.hvp(&eye, &mut h, np, Curvature::Hessian, Par::Seq);
+            let dense = faer::Mat::from_fn(np, np, |i, j| 0.5 * (h[i * np + j] + h[j * np + i]));
+            let evd = dense.self_adjoint_eigen(faer::Side::Lower).unwrap();
+            let u = (0..np).map(|i| evd.U()[(i, np - 1)]).collect();
+            (evd.S()[np - 1], u)
+        };
+        let (s0, u) = top(&mut net, &p);
+        // `net` is back at p after `top`: the gradient cached there.
+        let grad_s = sharpness_gradient(&mut net, &u, Par::Seq);
+        let dir: Vec<f64> = (0..np)
+            .map(|i| ((i * 37 % 11) as f64 - 5.0) / 5.0)
+            .collect();
+        let h = 1e-5;
+        let shifted = |t: f64| -> Vec<f64> { p.iter().zip(&dir).map(|(a, b)| a + t * b).collect() };
+        let (sp, _) = top(&mut net, &shifted(h));
+        let (sm, _) = top(&mut net, &shifted(-h));
+        let fd = (sp - sm) / (2.0 * h);
+        let an: f64 = grad_s.iter().zip(&dir).map(|(a, b)| a * b).sum();
+        assert!(s0 > 0.0);
+        assert!(
+            (fd - an).abs() <= 1e-6 * an.abs().max(1e-3 * s0),
+            "dS along dir: fd {fd} vs ∇S·dir {an}"
+        );
     }
 }

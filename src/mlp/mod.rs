@@ -13,6 +13,8 @@
 //!   `r_g_{l−1} = r_da_{l−1} ⊙ s1 + e_{l−1} ⊙ r_z_{l−1}`;
 //! * Gauss–Newton `Gv = JᵀH_out Jv`: the same passes without the `g_lᵀr_a`, `g_lV_l` and
 //!   `e ⊙ r_z` terms.
+//! * third-order products `∇³L[u, u]` ([`Net::third_order`]): the R-operator applied twice to the
+//!   gradient (equations in [`reference::third_order`]).
 //!
 //! Organisation. Every cached quantity is stored for all examples, row-major and contiguous
 //! over examples. Everything that is local to an example (forward, backward through the weights,
@@ -35,6 +37,7 @@
 mod first;
 mod layer;
 pub mod reference;
+mod third;
 
 use crate::kernels::gemm::{gemm_par, view, view_mut};
 use crate::kernels::{self, KernelPath};
@@ -356,6 +359,8 @@ pub struct Net<T> {
     hv_side: Vec<Vec<T>>,
     /// The first layer's GEMM and its packed operands.
     first: FirstLayer,
+    /// Temporaries of [`Net::third_order`].
+    third: third::ThirdWork<T>,
     times: PhaseTimes,
 }
 
@@ -403,6 +408,7 @@ impl<T: Real> Net<T> {
             hb_stack: Vec::new(),
             hv_side: Vec::new(),
             first,
+            third: third::ThirdWork::default(),
             times: PhaseTimes::default(),
         }
     }
@@ -990,6 +996,15 @@ pub mod flops {
     pub fn hvp(spec: &MlpSpec, n: usize) -> f64 {
         let (f, r) = first_and_rest(spec);
         n as f64 * (4.0 * f + 12.0 * r)
+    }
+
+    /// One third-order product `∇³L[u, u]` ([`super::Net::third_order`]): `X·U_1ᵀ` and
+    /// `r2_g_1ᵀX`; for `l ≥ 2` the R- and R²-forward (`r_a·Wᵀ`, `a·Uᵀ`, `r2_a·Wᵀ`, `r_a·(2U)ᵀ`),
+    /// the backward (`r_g·W`, `g·U`, `r2_g·W`, `r_g·(2U)`) and three sums. GELU's recomputation
+    /// of `z` and `da` is not counted.
+    pub fn third_order(spec: &MlpSpec, n: usize) -> f64 {
+        let (f, r) = first_and_rest(spec);
+        n as f64 * (4.0 * f + 22.0 * r)
     }
 
     /// One Gauss–Newton-vector product (no `g·V` and `gᵀr_a` terms).
