@@ -142,14 +142,20 @@ mod tests {
     use crate::mlp::{Data, NetConfig};
     use crate::model::{init_params, Activation, Loss, MlpSpec};
 
+    /// A 4-5-3 tanh net on 30 synthetic examples, MSE, f64.
+    fn tiny_net() -> (MlpSpec, Net<f64>) {
+        let spec = MlpSpec::new(4, &[5], 3, Activation::Tanh).unwrap();
+        let ds = crate::data::synthetic(30, 4, 3, 1);
+        let data = Data::new(ds.features::<f64>(), ds.labels.clone(), 4, 3);
+        let net = Net::new(&spec, Loss::Mse, data, NetConfig::default());
+        (spec, net)
+    }
+
     /// The operator's top eigenvalue equals the dense Hessian's (built column by column from
     /// the same products), and the solver's product count is exact.
     #[test]
     fn lanczos_on_the_hessian_matches_the_dense_spectrum() {
-        let spec = MlpSpec::new(4, &[5], 3, Activation::Tanh).unwrap();
-        let ds = crate::data::synthetic(30, 4, 3, 1);
-        let data = Data::new(ds.features::<f64>(), ds.labels.clone(), 4, 3);
-        let mut net = Net::new(&spec, Loss::Mse, data, NetConfig::default());
+        let (spec, mut net) = tiny_net();
         let p = init_params::<f64>(&spec, 4)
             .data
             .iter()
@@ -196,10 +202,7 @@ mod tests {
     /// differences of the dense top eigenvalue along a random direction.
     #[test]
     fn sharpness_gradient_is_the_derivative_of_the_top_eigenvalue() {
-        let spec = MlpSpec::new(4, &[5], 3, Activation::Tanh).unwrap();
-        let ds = crate::data::synthetic(30, 4, 3, 1);
-        let data = Data::new(ds.features::<f64>(), ds.labels.clone(), 4, 3);
-        let mut net = Net::new(&spec, Loss::Mse, data, NetConfig::default());
+        let (spec, mut net) = tiny_net();
         let p: Vec<f64> = init_params::<f64>(&spec, 4)
             .data
             .iter()
