@@ -466,6 +466,39 @@ fn sharpness_finds_top_eigenvalues_and_saves_vectors() {
     let g = run_json(&args);
     let g0 = g["values"][0].as_f64().unwrap();
     assert!(g0 > 0.0 && (g0 - vals[0]).abs() < 0.5 * vals[0], "{g}");
+
+    // --stability: ∇S at the top vector, α and β; saved beside the vectors.
+    let mut args: Vec<&str> = vec!["--json", "sharpness"];
+    args.extend(common);
+    args.extend(["--tol", "1e-8", "--dtype", "f64", "--stability"]);
+    args.extend(["--save-vectors", vec_path.to_str().unwrap()]);
+    let st = run_json(&args);
+    let (norm, alpha, beta) = (
+        st["stability"]["grad_s_norm"].as_f64().unwrap(),
+        st["stability"]["alpha"].as_f64().unwrap(),
+        st["stability"]["beta"].as_f64().unwrap(),
+    );
+    assert!(norm > 0.0 && alpha.is_finite(), "{st}");
+    assert!((beta - norm * norm).abs() <= 1e-12 * beta, "{st}");
+    let bytes = std::fs::read(&vec_path).unwrap();
+    let saved = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let gs = saved.tensor("sharpness_gradient").unwrap();
+    assert_eq!(gs.shape(), &[p]);
+    let sq: f64 = gs
+        .data()
+        .chunks_exact(8)
+        .map(|b| f64::from_le_bytes(b.try_into().unwrap()).powi(2))
+        .sum();
+    assert!((sq - beta).abs() <= 1e-12 * beta, "saved ∇S vs β");
+    // Only of the Hessian's top pair.
+    let mut args: Vec<&str> = vec!["sharpness"];
+    args.extend(common);
+    args.extend(["--curvature", "ggn", "--stability"]);
+    let err = failed_with(&run(&args), 1);
+    assert_contains(
+        &err,
+        &["--stability needs the top eigenpair of the Hessian", "Fix:"],
+    );
     std::fs::remove_dir_all(&dir).ok();
 }
 

@@ -1,10 +1,10 @@
 //! Sharpness of fc-tanh at initialization on the real cifar10-5k: product budgets of the
-//! solver (cold ≤ 12, warm ≤ 4 after one GD step) and agreement of b = 1, b = 4 and a tight
-//! f64 solve. Needs the real data (fails in CI without it, skips elsewhere).
+//! solver (cold ≤ 12, warm ≤ 4 after one GD step), agreement of b = 1, b = 4 and a tight
+//! f64 solve, and the sharpness gradient against central differences of the sharpness. Needs the real data (fails in CI without it, skips elsewhere).
 
 use eosbench::data::{real_data_for_tests, DatasetName};
 use eosbench::eig::{LanczosParams, Status};
-use eosbench::hvp::top_eigenpairs;
+use eosbench::hvp::{sharpness_gradient, top_eigenpairs};
 use eosbench::mlp::{Curvature, Data, Net, NetConfig};
 use eosbench::model::{init_params, Loss, Preset};
 use eosbench::par::with_threads;
@@ -106,5 +106,41 @@ fn fc_tanh_sharpness_budgets_and_agreement() {
         );
         assert_eq!(tight.result.status, Status::Converged);
         assert!((tight.result.values[0] - lam).abs() <= 1e-3 * lam);
+
+        // The sharpness gradient predicts the change of the sharpness along the gradient:
+        // α = −⟨∇L, ∇S⟩ against (S(θ − η∇L) − S(θ + η∇L)) / 2η, whose error falls as η²
+        // (measured: ratio 0.99886 at η = 3e-3, 0.99987 at η = 1e-3).
+        let s0 = tight.result.values[0];
+        net64.gradient(&p64, &mut g64, par);
+        let grad_s = sharpness_gradient(&mut net64, &tight.result.vectors, par);
+        let alpha = -g64.iter().zip(&grad_s).map(|(a, b)| a * b).sum::<f64>();
+        let h = 1e-3;
+        let mut at = |sign: f64| -> f64 {
+            let q: Vec<f64> = p64
+                .iter()
+                .zip(&g64)
+                .map(|(p, g)| p + sign * h * g)
+                .collect();
+            let mut gq = vec![0f64; q.len()];
+            net64.gradient(&q, &mut gq, par);
+            let params = LanczosParams {
+                tol: 1e-8,
+                ..params
+            };
+            let r = top_eigenpairs(
+                &mut net64,
+                Curvature::Hessian,
+                &params,
+                Some(&tight.result.vectors),
+            );
+            r.unwrap().result.values[0]
+        };
+        let fd = (at(-1.0) - at(1.0)) / (2.0 * h);
+        println!("S = {s0:.9}, alpha = {alpha:.6}, central difference {fd:.6}");
+        assert!(alpha.abs() > 1.0, "α = {alpha}: a degenerate check");
+        assert!(
+            (fd - alpha).abs() <= 1e-3 * alpha.abs(),
+            "α {alpha} vs fd {fd}"
+        );
     });
 }

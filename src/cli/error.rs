@@ -59,6 +59,13 @@ pub enum CliError {
     )]
     TooManySyntheticClasses { spec: String, classes: usize },
 
+    /// `sharpness --stability` asked of another operator or end of the spectrum.
+    #[error(
+        "--stability needs the top eigenpair of the Hessian, but this run asks for {asked}. \
+         Fix: drop --stability, or run with --curvature hessian --which largest (the defaults)"
+    )]
+    StabilityNeedsTopHessian { asked: String },
+
     /// `data verify` ran and found differences from the official release.
     #[error(
         "the files in {dir} do not match the official CIFAR-10 binary release (see the report). \

@@ -10,7 +10,7 @@ use serde_json::json;
 use super::args::{Dtype, LoadedNet, NetArgs};
 use super::{key_values, CliError, Context, Output};
 use crate::eig::{LanczosParams, Status, Which};
-use crate::hvp::top_eigenpairs;
+use crate::hvp::{sharpness_gradient, top_eigenpairs};
 use crate::mlp::Curvature;
 use crate::real::Real;
 
@@ -78,7 +78,14 @@ pub struct SharpnessArgs {
     #[arg(long, value_enum, default_value_t = WhichArg::Largest, help_heading = "Solver")]
     pub which: WhichArg,
 
-    /// Save the Ritz vectors as a safetensors file (tensor "vectors", k × p, f64)
+    /// Also the sharpness gradient ∇S = ∇³L[u, u] at the top eigenvector u (one exact
+    /// third-order product) and the self-stabilization coefficients α = −⟨∇L, ∇S⟩ (progressive
+    /// sharpening) and β = ‖∇S‖² (Damian et al. 2022)
+    #[arg(long, help_heading = "Output")]
+    pub stability: bool,
+
+    /// Save the Ritz vectors as a safetensors file (tensor "vectors", k × p, f64; with
+    /// --stability also "sharpness_gradient", p, f64)
     #[arg(long, value_name = "FILE", help_heading = "Output")]
     pub save_vectors: Option<PathBuf>,
 }
@@ -122,11 +129,37 @@ fn run<T: Real>(args: &SharpnessArgs, ctx: &Context) -> Result<Output, CliError>
         CurvatureArg::Hessian => Curvature::Hessian,
         CurvatureArg::Ggn => Curvature::GaussNewton,
     };
+    if args.stability && (curv != Curvature::Hessian || args.which != WhichArg::Largest) {
+        return Err(CliError::StabilityNeedsTopHessian {
+            asked: format!(
+                "--curvature {} --which {}",
+                args.curvature
+                    .to_possible_value()
+                    .expect("listed")
+                    .get_name(),
+                args.which.to_possible_value().expect("listed").get_name()
+            ),
+        });
+    }
     let s = top_eigenpairs(&mut net, curv, &lp, None)?;
     let r = &s.result;
     let p = spec.num_params();
+    // ∇S at the top Ritz vector, with α = −⟨∇L, ∇S⟩ and β = ‖∇S‖².
+    let stability = args.stability.then(|| {
+        let t = Instant::now();
+        let gs = sharpness_gradient(&mut net, &r.vectors[..p], ctx.par);
+        let seconds = t.elapsed().as_secs_f64();
+        let alpha = -grad
+            .iter()
+            .zip(&gs)
+            .map(|(g, s)| g.to_f64() * s)
+            .sum::<f64>();
+        let beta = gs.iter().map(|s| s * s).sum::<f64>();
+        (gs, alpha, beta, seconds)
+    });
     if let Some(path) = &args.save_vectors {
-        save_vectors(path, &r.vectors, r.values.len(), p)?;
+        let gs = stability.as_ref().map(|(gs, ..)| gs.as_slice());
+        save_vectors(path, &r.vectors, r.values.len(), p, gs)?;
     }
     let status = match r.status {
         Status::Converged => "converged",
@@ -185,9 +218,19 @@ fn run<T: Real>(args: &SharpnessArgs, ctx: &Context) -> Result<Output, CliError>
             res / v.abs().max(f64::MIN_POSITIVE)
         ));
     }
+    if let Some((_, alpha, beta, secs)) = &stability {
+        text.push_str(&format!(
+            "stability: |∇S| = {:.6e}, α = −<∇L,∇S> = {alpha:.6e}, β = |∇S|² = {beta:.6e} \
+             (one third-order product, {secs:.3} s)\n",
+            beta.sqrt()
+        ));
+    }
     if let Some(path) = &args.save_vectors {
         text.push_str(&format!("vectors: {}\n", path.display()));
     }
+    let stability_json = stability.as_ref().map(|(_, alpha, beta, secs)| {
+        json!({ "grad_s_norm": beta.sqrt(), "alpha": alpha, "beta": beta, "seconds": secs })
+    });
     let json = json!({
         "dataset": ds.name, "n": ds.n, "spec": spec, "describe": spec.describe(), "p": p,
         "model": source.to_json(), "loss_fn": args.net.data.loss.name(), "loss": ev.loss,
@@ -197,19 +240,35 @@ fn run<T: Real>(args: &SharpnessArgs, ctx: &Context) -> Result<Output, CliError>
         "products": r.products, "iterations": r.iterations, "restarts": r.restarts,
         "seconds": s.seconds, "product_seconds": s.product_seconds, "gradient_seconds": grad_s,
         "threads": ctx.threads, "kernel_path": ctx.kernel_path,
-        "first_layer_gemm": net.first_layer_gemm(),
+        "first_layer_gemm": net.first_layer_gemm(), "stability": stability_json,
     });
     Ok(Output::ok(text, json))
 }
 
-/// Writes the `k` Ritz vectors (`p × k` column-major = `k × p` row-major) as tensor `vectors`.
-fn save_vectors(path: &std::path::Path, v: &[f64], k: usize, p: usize) -> Result<(), CliError> {
-    let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
-    let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F64, vec![k, p], &bytes)
-        .map_err(|e| CliError::Output(std::io::Error::other(e.to_string())))?;
+/// Writes the `k` Ritz vectors (`p × k` column-major = `k × p` row-major) as tensor `vectors`,
+/// and the sharpness gradient (`p`) as tensor `sharpness_gradient` when given.
+fn save_vectors(
+    path: &std::path::Path,
+    v: &[f64],
+    k: usize,
+    p: usize,
+    grad_s: Option<&[f64]>,
+) -> Result<(), CliError> {
+    let err =
+        |e: safetensors::SafeTensorError| CliError::Output(std::io::Error::other(e.to_string()));
+    let le = |v: &[f64]| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
+    let (vb, gb) = (le(v), grad_s.map(le));
+    let mut tensors = vec![(
+        "vectors",
+        safetensors::tensor::TensorView::new(safetensors::Dtype::F64, vec![k, p], &vb)
+            .map_err(err)?,
+    )];
+    if let Some(gb) = &gb {
+        let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F64, vec![p], gb);
+        tensors.push(("sharpness_gradient", view.map_err(err)?));
+    }
     let mut meta = std::collections::HashMap::new();
     meta.insert("format".to_string(), "eosbench-ritz-vectors".to_string());
-    let out = safetensors::serialize([("vectors", view)], Some(meta))
-        .map_err(|e| CliError::Output(std::io::Error::other(e.to_string())))?;
+    let out = safetensors::serialize(tensors, Some(meta)).map_err(err)?;
     crate::report::atomic_write(path, &out).map_err(CliError::Output)
 }
