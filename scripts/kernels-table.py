@@ -11,7 +11,7 @@ throughput), and the ratios the kernels are held to:
 - 1-thread time / 2-thread time, gradient and HVP b = 1                          target >= 1.80
   (and the speed-up over one thread at every other thread count measured, e.g.
   `EOSBENCH_BENCH_THREADS=1,2,4,8,16 EOSBENCH_BENCH_WIDTHS=200 cargo bench --bench kernels`)
-- HVP b = 1 FLOP rate / FMA peak (kernels/peak)
+- HVP b = 1 FLOP rate / FMA peak (kernels/peak); third-order product time / HVP time
 - the same block ratio for the HVP's GEMMs alone (roof-hvp-b4 / 4 / roof-hvp-b1), and the HVP's
   time over that of its GEMMs alone
 
@@ -154,6 +154,9 @@ def tables(found, when):
                     ratios.append(
                         f"HVP / its GEMMs alone: b=1 {hvp1[0] / rh1[0]:.3f}, b=4 {hvp4[0] / rh4[0]:.3f}"
                     )
+            third = get("third-order", v)
+            if third and hvp1:
+                ratios.append(f"third-order / HVP {third[0] / hvp1[0]:.3f}")
             if hvp1 and hvp1[1] and v in peak:
                 t, fl = peak[v]
                 ratios.append(f"HVP b=1 at {100 * (hvp1[1] / hvp1[0]) / (fl / t):.1f} % of the FMA peak")

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Thread scaling of the kernels at the Figure-1 shape (fc-tanh, h = 200, n = 5000): the FMA
-# peak, loss, gradient, HVP b = 1 and b = 4 and the roof GEMM at every thread count, then the
-# dated table with the speed-up over one thread at each count (scripts/kernels-table.py).
+# peak, loss, gradient, HVP b = 1 and b = 4, the third-order product and the roof GEMMs at every
+# thread count, then the dated table with the speed-up over one thread at each count
+# (scripts/kernels-table.py).
 #
 #   scripts/thread-scaling.sh [THREADS] [OUT]
 #
@@ -60,7 +61,7 @@ echo "load before: $(cat /proc/loadavg)" | tee "$out/bench.log" >&2
 # A criterion directory of its own: the table holds this run's results and nothing older.
 CRITERION_HOME="$out/criterion" EOSBENCH_BENCH_WIDTHS=200 EOSBENCH_BENCH_THREADS=$list "$bench" --bench \
     --warm-up-time 0.5 --measurement-time 2 \
-    '^kernels/(peak/fma|h200/(loss|gradient|hvp-b1|hvp-b4|roof-own|roof-faer))/' 2>&1 |
+    '^kernels/(peak/fma|h200/(loss|gradient|hvp-b1|hvp-b4|third-order|roof-own|roof-faer))/' 2>&1 |
     tee -a "$out/bench.log" | grep -E '^kernels/' >&2 || true
 echo "load after: $(cat /proc/loadavg)" | tee -a "$out/bench.log" >&2
 python3 scripts/kernels-table.py --criterion-dir "$out/criterion" --out "$out"
