@@ -472,3 +472,32 @@ fn third_order_matches_the_reference_twin() {
         }
     }
 }
+
+/// Depths other than two hidden layers: none (an affine model under cross-entropy, whose
+/// third derivative comes from the loss alone) and three.
+#[test]
+fn third_order_matches_the_reference_twin_at_other_depths() {
+    for (hidden, loss) in [
+        (&[][..], Loss::Ce),
+        (&[6, 4, 5][..], Loss::Mse),
+        (&[6, 4, 5][..], Loss::Ce),
+    ] {
+        let s = MlpSpec::new(5, hidden, 3, Activation::Tanh).unwrap();
+        let (x, y) = problem(33, 5, 3, 13);
+        let p: Vec<f64> = init_params::<f64>(&s, 6)
+            .data
+            .iter()
+            .map(|v| 2.0 * v)
+            .collect();
+        let mut net = Net::new(&s, loss, Data::new(x.clone(), y.clone(), 5, 3), tiny_cfg());
+        let mut g = vec![0.0; p.len()];
+        net.gradient(&p, &mut g, Par::Seq);
+        let u = random_vec(p.len(), 19);
+        let mut t = vec![f64::NAN; p.len()];
+        net.third_order(&u, &mut t, Par::Seq);
+        let t_ref = reference::third_order(&s, loss, &x, &y, &p, &u);
+        assert!(t_ref.iter().any(|v| v.abs() > 1e-6), "{hidden:?} {loss}");
+        let e = rel_err(&t, &t_ref);
+        assert!(e < 1e-12, "{hidden:?} {loss}: third-order err {e}");
+    }
+}
