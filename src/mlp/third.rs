@@ -17,33 +17,22 @@
 //!   cache too: `(6a² − 2) ⊙ g` for tanh, `(1 − 2 s1) ⊙ e` for softplus, 0 for relu and linear;
 //!   GELU (`σ''' = zφ(z)(z² − 4)`) recomputes `z` and `da` by one more product each.
 //!
-//! The first layer costs what it costs in an HVP (`X·U_1ᵀ` and the sum `r2_g_1ᵀX`, the two
-//! largest products); the other layers about twice as much. At the Figure-1 shape (tanh, f32,
-//! cifar10-5k-sized synthetic data) a product took 100 ms against 70 ms for an HVP at 1 thread,
-//! 55 against 37 at 2; GELU, which recomputes `z` and `da`, about 2.2 HVPs. The passes run over
-//! the physical batches of the HVP; the example-local products run on the pool with fixed
-//! output tiles and the elementwise passes per element, so results are bit-identical for every
-//! thread count.
+//! Organised as the HVP: per physical batch, the first layer's `X·U_1ᵀ` for the whole batch,
+//! then the example-local passes block by block (one task per row block, so a block's
+//! temporaries stay in cache), then one GEMM per term of the sums over the batch. The first
+//! layer costs what it costs in an HVP (`X·U_1ᵀ` and `r2_g_1ᵀX`, the two largest products); the
+//! other layers about twice as much. At the Figure-1 shape (tanh, f32) a product took 89 ms
+//! against 73 ms for an HVP at 1 thread and 47 against 38 at 2 (1.22×); GELU, which recomputes
+//! `z` and `da`, about 1.9×. No split that sets a summation order depends on the thread count,
+//! so results are bit-identical for every thread count.
 
-use super::{output_rgrad, rows_of, Net, State};
+use super::{deal, layer, output_rgrad, rows_of, Net, State};
 use crate::kernels::gemm::{gemm_par, view, view_mut};
 use crate::kernels::{self, col_sums};
 use crate::model::{Activation, Loss};
 use crate::par::Par;
 use crate::real::Real;
 use faer::Accum;
-
-/// Elements per task of the elementwise passes.
-const CHUNK: usize = 1 << 14;
-
-/// `out[i] = f(i)` for every element, in tasks of [`CHUNK`] elements.
-fn fill<T: Real>(par: Par, out: &mut [T], f: impl Fn(usize) -> T + Sync + Send) {
-    par.each(out.chunks_mut(CHUNK).enumerate(), |(c, o)| {
-        for (k, v) in o.iter_mut().enumerate() {
-            *v = f(c * CHUNK + k);
-        }
-    });
-}
 
 /// Temporaries of one physical batch (`rows × width` each), kept between calls.
 #[derive(Default)]
@@ -56,18 +45,29 @@ pub(super) struct ThirdWork<T> {
     /// Per hidden layer: `r_a`, `r2_a`.
     ra: Vec<Vec<T>>,
     r2a: Vec<Vec<T>>,
-    /// Scratch of the widest layer: `r_da`, `r2_da`, `2 r_g`, and GELU's `z` and `da`.
-    rda: Vec<T>,
-    r2da: Vec<T>,
+    /// `2 r_g` of one layer for its sums, batch × widest layer.
     rg2: Vec<T>,
-    z: Vec<T>,
-    da: Vec<T>,
+    /// GELU only: the first layer's `z` for the batch.
+    z1: Vec<T>,
+    /// Per row block: `r_da`, `r2_da`, and GELU's `z` and `da`, each `row_block × widest`.
+    scratch: Vec<Vec<T>>,
     /// `2 U_l` per layer (doubling is exact).
     u2: Vec<Vec<T>>,
 }
 
+/// One row block's exclusive share of a [`ThirdWork`].
+struct Block<'a, T> {
+    rz: Vec<&'a mut [T]>,
+    r2z: Vec<&'a mut [T]>,
+    rg: Vec<&'a mut [T]>,
+    r2g: Vec<&'a mut [T]>,
+    ra: Vec<&'a mut [T]>,
+    r2a: Vec<&'a mut [T]>,
+    scratch: &'a mut [T],
+}
+
 impl<T: Real> ThirdWork<T> {
-    fn ensure(&mut self, dims: &[usize], rows: usize) {
+    fn ensure(&mut self, dims: &[usize], rows: usize, rb: usize, gelu: bool) {
         let nl = dims.len() - 1;
         let size = |v: &mut Vec<Vec<T>>, layers: std::ops::Range<usize>| {
             v.resize_with(layers.len(), Vec::new);
@@ -81,16 +81,46 @@ impl<T: Real> ThirdWork<T> {
         size(&mut self.r2g, 0..nl);
         size(&mut self.ra, 0..nl - 1);
         size(&mut self.r2a, 0..nl - 1);
-        let wide = rows * dims[1..].iter().max().copied().unwrap_or(0);
-        for buf in [
-            &mut self.rda,
-            &mut self.r2da,
-            &mut self.rg2,
-            &mut self.z,
-            &mut self.da,
-        ] {
-            buf.resize(wide, T::ZERO);
+        let wide = dims[1..].iter().max().copied().unwrap_or(0);
+        self.rg2.resize(rows * wide, T::ZERO);
+        self.z1
+            .resize(if gelu { rows * dims[1] } else { 0 }, T::ZERO);
+        self.scratch.resize_with(rows.div_ceil(rb), Vec::new);
+        for s in &mut self.scratch {
+            s.resize(4 * rb * wide, T::ZERO);
         }
+    }
+
+    /// The first `rows` rows cut into blocks of `rb` rows.
+    fn blocks(&mut self, dims: &[usize], rows: usize, rb: usize) -> Vec<Block<'_, T>> {
+        let nl = dims.len() - 1;
+        let count = rows.div_ceil(rb);
+        let mut blocks: Vec<Block<'_, T>> = self.scratch[..count]
+            .iter_mut()
+            .map(|scratch| Block {
+                rz: Vec::with_capacity(nl),
+                r2z: Vec::with_capacity(nl),
+                rg: Vec::with_capacity(nl),
+                r2g: Vec::with_capacity(nl),
+                ra: Vec::with_capacity(nl),
+                r2a: Vec::with_capacity(nl),
+                scratch,
+            })
+            .collect();
+        let widths = &dims[1..];
+        deal(&mut self.rz, widths, rows, rb, |s, p| blocks[s].rz.push(p));
+        deal(&mut self.r2z, widths, rows, rb, |s, p| {
+            blocks[s].r2z.push(p)
+        });
+        deal(&mut self.rg, widths, rows, rb, |s, p| blocks[s].rg.push(p));
+        deal(&mut self.r2g, widths, rows, rb, |s, p| {
+            blocks[s].r2g.push(p)
+        });
+        deal(&mut self.ra, widths, rows, rb, |s, p| blocks[s].ra.push(p));
+        deal(&mut self.r2a, widths, rows, rb, |s, p| {
+            blocks[s].r2a.push(p)
+        });
+        blocks
     }
 }
 
@@ -98,8 +128,8 @@ impl<T: Real> Net<T> {
     /// The third-order product `∇³L(θ)[u, u]` (the gradient of `uᵀ∇²L(θ)u`; the sharpness
     /// gradient when `u` is the top Hessian eigenvector) at the parameters of the last
     /// [`Net::gradient`] call, into `out`: exact, by the R-operator applied twice to the gradient
-    /// (the equations of the slow twin [`super::reference::third_order`]), about 1.5 HVPs in
-    /// cost at the Figure-1 shape. Panics if no gradient call has cached the state.
+    /// (the equations of the slow twin [`super::reference::third_order`]). Panics if no gradient
+    /// call has cached the state.
     pub fn third_order(&mut self, u: &[T], out: &mut [T], par: Par) {
         let p = self.layout.len;
         assert_eq!(u.len(), p, "u must be one parameter vector");
@@ -110,9 +140,14 @@ impl<T: Real> Net<T> {
         );
         let nl = self.dims.len() - 1;
         let n = self.data.n;
+        if n == 0 {
+            out.fill(T::ZERO);
+            return;
+        }
         let chunk = self.chunk_len();
+        let gelu = self.spec.activation == Activation::Gelu;
         let mut w = std::mem::take(&mut self.third);
-        w.ensure(&self.dims, chunk);
+        w.ensure(&self.dims, chunk, self.cfg.row_block, gelu);
         w.u2 = (0..nl)
             .map(|l| {
                 u[self.layout.layers[l].w_range()]
@@ -124,129 +159,176 @@ impl<T: Real> Net<T> {
         let mut r0 = 0;
         while r0 < n {
             let len = chunk.min(n - r0);
-            self.third_forward(&mut w, u, r0, len, par);
-            self.third_backward(&mut w, u, out, r0, len, par);
+            self.third_local(&mut w, u, r0, len, par);
+            self.third_sums(&mut w, out, r0, len, par);
             r0 += len;
         }
         self.third = w;
     }
 
-    /// R- and R²-forward over the examples `r0 .. r0 + len`, then `r_g_L`, `r2_g_L`.
-    fn third_forward(&mut self, w: &mut ThirdWork<T>, u: &[T], r0: usize, len: usize, par: Par) {
-        let (dims, data, cache) = (&self.dims, &self.data, &self.cache);
-        let nl = dims.len() - 1;
-        for l in 0..nl {
-            let slot = self.layout.layers[l];
-            let (hi, ho) = (dims[l], dims[l + 1]);
-            let uw = &u[slot.w_range()];
-            let wt = view(&self.params[slot.w_range()], ho, hi).transpose();
-            let (rz, r2z) = (&mut w.rz[l][..len * ho], &mut w.r2z[l][..len * ho]);
-            if l == 0 {
-                let x = rows_of(&data.x, r0, len, data.d);
-                self.first.times_wt(par, x, len, hi, uw, ho, rz);
-                r2z.fill(T::ZERO);
-            } else {
-                let (ra, r2a) = (&w.ra[l - 1][..len * hi], &w.r2a[l - 1][..len * hi]);
-                let input = view(cache.input(data, dims, l, r0, len), len, hi);
-                let z = view_mut(rz, len, ho);
-                gemm_par(par, z, Accum::Replace, view(ra, len, hi), wt);
-                let uwt = view(uw, ho, hi).transpose();
-                gemm_par(par, view_mut(rz, len, ho), Accum::Add, input, uwt);
-                gemm_par(
-                    par,
-                    view_mut(r2z, len, ho),
-                    Accum::Replace,
-                    view(r2a, len, hi),
-                    wt,
-                );
-                let u2t = view(&w.u2[l], ho, hi).transpose();
-                gemm_par(
-                    par,
-                    view_mut(r2z, len, ho),
-                    Accum::Add,
-                    view(ra, len, hi),
-                    u2t,
-                );
-            }
-            let c = &u[slot.b_range()];
-            kernels::add_bias(self.path, len, ho, rz, c);
-            if l + 1 < nl {
-                let s1 = rows_of(&cache.s1[l], r0, len, ho);
-                let s2 = rows_of(&cache.s2[l], r0, len, ho);
-                let (rz, r2z) = (&w.rz[l][..len * ho], &w.r2z[l][..len * ho]);
-                fill(par, &mut w.ra[l][..len * ho], |i| s1[i] * rz[i]);
-                fill(par, &mut w.r2a[l][..len * ho], |i| {
-                    s2[i] * rz[i] * rz[i] + s1[i] * r2z[i]
-                });
-            }
+    /// The example-local passes over the examples `r0 .. r0 + len`: the first layer's `X·U_1ᵀ`
+    /// (and GELU's `X·W_1ᵀ`) for the whole batch, then block by block the R- and R²-forward,
+    /// the output and the R- and R²-backward down to the first layer.
+    #[inline(never)]
+    fn third_local(&mut self, w: &mut ThirdWork<T>, u: &[T], r0: usize, len: usize, par: Par) {
+        let (h1, d) = (self.dims[1], self.data.d);
+        let x = rows_of(&self.data.x, r0, len, d);
+        let slot0 = self.layout.layers[0];
+        let rz0 = &mut w.rz[0][..len * h1];
+        self.first
+            .times_wt(par, x, len, d, &u[slot0.w_range()], h1, rz0);
+        if !w.z1.is_empty() {
+            let z1 = &mut w.z1[..len * h1];
+            self.first
+                .times_wt(par, x, len, d, &self.params[slot0.w_range()], h1, z1);
+            kernels::add_bias(self.path, len, h1, z1, &self.params[slot0.b_range()]);
         }
-        // Output layer.
-        let c = dims[nl];
-        let inv_n = T::ONE / T::from_usize(data.n.max(1));
-        let prob = if cache.prob.is_empty() {
-            &cache.prob[..]
-        } else {
-            rows_of(&cache.prob, r0, len, c)
-        };
-        let (rz, r2z) = (&w.rz[nl - 1][..len * c], &w.r2z[nl - 1][..len * c]);
-        output_rgrad(
-            self.loss,
-            len,
-            1,
-            c,
-            rz,
-            prob,
-            inv_n,
-            &mut w.rg[nl - 1][..len * c],
+        let (dims, layout, params, data, cache) = (
+            &self.dims,
+            &self.layout,
+            &self.params,
+            &self.data,
+            &self.cache,
         );
-        let r2g = &mut w.r2g[nl - 1][..len * c];
-        output_rgrad(self.loss, len, 1, c, r2z, prob, inv_n, r2g);
-        if self.loss == Loss::Ce {
-            for i in 0..len {
-                let (p, v) = (&prob[i * c..(i + 1) * c], &rz[i * c..(i + 1) * c]);
-                let mean = (0..c).fold(T::ZERO, |s, k| s + p[k] * v[k]);
-                let var = (0..c).fold(T::ZERO, |s, k| {
-                    let d = v[k] - mean;
-                    s + p[k] * d * d
-                });
-                for k in 0..c {
-                    let d = v[k] - mean;
-                    r2g[i * c + k] += p[k] * (d * d - var) * inv_n;
+        let (path, loss, act) = (self.path, self.loss, self.spec.activation);
+        let nl = dims.len() - 1;
+        let rb = self.cfg.row_block;
+        let inv_n = T::ONE / T::from_usize(data.n);
+        let wide = dims[1..].iter().max().copied().unwrap_or(0);
+        // Out of `w` while its blocks are lent to the tasks.
+        let (u2, z1) = (std::mem::take(&mut w.u2), std::mem::take(&mut w.z1));
+        let run = |(s, blk): (usize, Block<'_, T>)| {
+            let Block {
+                mut rz,
+                mut r2z,
+                mut rg,
+                mut r2g,
+                mut ra,
+                mut r2a,
+                scratch,
+            } = blk;
+            let q0 = r0 + s * rb;
+            let rows = rb.min(r0 + len - q0);
+            let (rda, rest) = scratch.split_at_mut(rb * wide);
+            let (r2da, rest) = rest.split_at_mut(rb * wide);
+            let (zh, da) = rest.split_at_mut(rb * wide);
+            // R- and R²-forward (r2_z_1 = 0: r_a_0 = r2_a_0 = 0).
+            for l in 0..nl {
+                let slot = layout.layers[l];
+                let (hi, ho) = (dims[l], dims[l + 1]);
+                let wl = &params[slot.w_range()];
+                if l == 0 {
+                    r2z[0].fill(T::ZERO);
+                } else {
+                    let input = cache.input(data, dims, l, q0, rows);
+                    let (ra_prev, r2a_prev) = (&*ra[l - 1], &*r2a[l - 1]);
+                    let ul = &u[slot.w_range()];
+                    layer::rforward(rows, 1, hi, ho, input, Some(ra_prev), wl, ul, rz[l]);
+                    let u2l = &u2[l];
+                    layer::rforward(rows, 1, hi, ho, ra_prev, Some(r2a_prev), wl, u2l, r2z[l]);
+                }
+                kernels::add_bias(path, rows, ho, rz[l], &u[slot.b_range()]);
+                if l + 1 < nl {
+                    let s1 = rows_of(&cache.s1[l], q0, rows, ho);
+                    let s2 = rows_of(&cache.s2[l], q0, rows, ho);
+                    let (z, z2) = (&*rz[l], &*r2z[l]);
+                    for (v, (&s1, &z)) in ra[l].iter_mut().zip(s1.iter().zip(z)) {
+                        *v = s1 * z;
+                    }
+                    let inputs = s2.iter().zip(s1).zip(z.iter().zip(z2));
+                    for (v, ((&s2, &s1), (&z, &z2))) in r2a[l].iter_mut().zip(inputs) {
+                        *v = s2 * z * z + s1 * z2;
+                    }
                 }
             }
-        }
+            // Output: r_g = H r_z / n, r2_g = (H r2_z + T[r_z, r_z]) / n.
+            let c = dims[nl];
+            let prob = if cache.prob.is_empty() {
+                &cache.prob[..]
+            } else {
+                rows_of(&cache.prob, q0, rows, c)
+            };
+            let (z, z2) = (&*rz[nl - 1], &*r2z[nl - 1]);
+            output_rgrad(loss, rows, 1, c, z, prob, inv_n, rg[nl - 1]);
+            output_rgrad(loss, rows, 1, c, z2, prob, inv_n, r2g[nl - 1]);
+            if loss == Loss::Ce {
+                ce_third(rows, c, prob, z, inv_n, r2g[nl - 1]);
+            }
+            // R- and R²-backward into each hidden layer h = l − 1.
+            for l in (1..nl).rev() {
+                let slot = layout.layers[l];
+                let (hi, ho) = (dims[l], dims[l + 1]);
+                let wl = &params[slot.w_range()];
+                let g = rows_of(&cache.g[l], q0, rows, ho);
+                let (rg_lo, rg_up) = rg.split_at_mut(l);
+                let (r2g_lo, r2g_up) = r2g.split_at_mut(l);
+                let (rgl, r2gl) = (&*rg_up[0], &*r2g_up[0]);
+                let (rda, r2da) = (&mut rda[..rows * hi], &mut r2da[..rows * hi]);
+                let ul = &u[slot.w_range()];
+                layer::rbackward(rows, 1, hi, ho, rgl, g, wl, Some(ul), rda);
+                layer::rbackward(rows, 1, hi, ho, r2gl, rgl, wl, Some(&u2[l]), r2da);
+                let h = l - 1;
+                let (zh, da) = (&mut zh[..rows * hi], &mut da[..rows * hi]);
+                if act == Activation::Gelu {
+                    // GELU's third derivative needs z_h = a_{h-1}·W_hᵀ + b_h and da = g_l·W_l.
+                    if h == 0 {
+                        zh.copy_from_slice(rows_of(&z1, q0 - r0, rows, hi));
+                    } else {
+                        let sh = layout.layers[h];
+                        let input = cache.input(data, dims, h, q0, rows);
+                        layer::forward(rows, dims[h], hi, input, &params[sh.w_range()], zh);
+                        kernels::add_bias(path, rows, hi, zh, &params[sh.b_range()]);
+                    }
+                    layer::backward(rows, hi, ho, g, wl, da);
+                }
+                let at = q0 * hi..(q0 + rows) * hi;
+                let (s1, s2) = (&cache.s1[h][at.clone()], &cache.s2[h][at.clone()]);
+                let e = &cache.e[h][at.clone()];
+                s3da(act, &cache.a[h][at.clone()], &cache.g[h][at], e, s1, zh, da);
+                let (z, z2) = (&*rz[h], &*r2z[h]);
+                for ((v, (&e, &z)), (&s1, &rda)) in rg_lo[h]
+                    .iter_mut()
+                    .zip(e.iter().zip(z))
+                    .zip(s1.iter().zip(&*rda))
+                {
+                    *v = e * z + s1 * rda;
+                }
+                let terms = zh.iter().zip(e).zip(z.iter().zip(z2));
+                let more = s2.iter().zip(s1).zip(rda.iter().zip(&*r2da));
+                for (v, (((&s3, &e), (&z, &z2)), ((&s2, &s1), (&rda, &r2da)))) in
+                    r2g_lo[h].iter_mut().zip(terms.zip(more))
+                {
+                    *v = s3 * z * z + e * z2 + (s2 + s2) * z * rda + s1 * r2da;
+                }
+            }
+        };
+        par.each(w.blocks(dims, len, rb).into_iter().enumerate(), run);
+        (w.u2, w.z1) = (u2, z1);
     }
 
-    /// The sums of the examples `r0 .. r0 + len` into `out` (overwritten by the first batch),
-    /// layer by layer from the output, and the R²-backward between layers.
-    #[allow(clippy::too_many_arguments)]
-    fn third_backward(
-        &mut self,
-        w: &mut ThirdWork<T>,
-        u: &[T],
-        out: &mut [T],
-        r0: usize,
-        len: usize,
-        par: Par,
-    ) {
+    /// The sums over the examples `r0 .. r0 + len` into `out` (overwritten by the first batch):
+    /// `r2_gᵀa + 2 r_gᵀr_a + gᵀr2_a` and `r2_gᵀ1` per layer, one GEMM per term.
+    #[inline(never)]
+    fn third_sums(&mut self, w: &mut ThirdWork<T>, out: &mut [T], r0: usize, len: usize, par: Par) {
         let nl = self.dims.len() - 1;
         let first = r0 == 0;
         let acc0 = if first { Accum::Replace } else { Accum::Add };
-        let act = self.spec.activation;
-        for l in (0..nl).rev() {
+        for l in 0..nl {
             let slot = self.layout.layers[l];
             let (hi, ho) = (self.dims[l], self.dims[l + 1]);
             let (dims, data, cache) = (&self.dims, &self.data, &self.cache);
-            let g = rows_of(&cache.g[l], r0, len, ho);
             let (rg, r2g) = (&w.rg[l][..len * ho], &w.r2g[l][..len * ho]);
             let (ow, ob) = out[slot.w_off..slot.b_off + ho].split_at_mut(ho * hi);
             if l == 0 {
                 self.first.sum(par, r2g, ho, data, (r0, len), ow, acc0);
             } else {
+                let g = rows_of(&cache.g[l], r0, len, ho);
                 let (ra, r2a) = (&w.ra[l - 1][..len * hi], &w.r2a[l - 1][..len * hi]);
                 let input = view(cache.input(data, dims, l, r0, len), len, hi);
                 let rg2 = &mut w.rg2[..len * ho];
-                fill(par, rg2, |i| rg[i] + rg[i]);
+                for (v, r) in rg2.iter_mut().zip(rg) {
+                    *v = *r + *r;
+                }
                 let t = |m| view(m, len, ho).transpose();
                 gemm_par(par, view_mut(ow, ho, hi), acc0, t(r2g), input);
                 gemm_par(
@@ -265,92 +347,51 @@ impl<T: Real> Net<T> {
                 );
             }
             col_sums(self.path, len, ho, r2g, ho, ob, !first);
-            if l == 0 {
-                break;
-            }
-            // R- and R²-backward into hidden layer l − 1 (width hi).
-            let wm = view(&self.params[slot.w_range()], ho, hi);
-            let (uw, u2) = (view(&u[slot.w_range()], ho, hi), view(&w.u2[l], ho, hi));
-            let m = |s| view(s, len, ho);
-            let rda = &mut w.rda[..len * hi];
-            gemm_par(par, view_mut(rda, len, hi), Accum::Replace, m(rg), wm);
-            gemm_par(par, view_mut(rda, len, hi), Accum::Add, m(g), uw);
-            let r2da = &mut w.r2da[..len * hi];
-            gemm_par(par, view_mut(r2da, len, hi), Accum::Replace, m(r2g), wm);
-            gemm_par(par, view_mut(r2da, len, hi), Accum::Add, m(rg), u2);
-            let h = l - 1;
-            let s1 = rows_of(&cache.s1[h], r0, len, hi);
-            let s2 = rows_of(&cache.s2[h], r0, len, hi);
-            let e = rows_of(&cache.e[h], r0, len, hi);
-            let gh = rows_of(&cache.g[h], r0, len, hi);
-            let a = rows_of(&cache.a[h], r0, len, hi);
-            if act == Activation::Gelu {
-                // σ''' needs z = a_{h−1}·W_hᵀ + b_h, and da = g_l·W_l.
-                let zh = &mut w.z[..len * hi];
-                let sh = self.layout.layers[h];
-                let wh = &self.params[sh.w_range()];
-                if h == 0 {
-                    let x = rows_of(&data.x, r0, len, data.d);
-                    self.first.times_wt(par, x, len, data.d, wh, hi, zh);
-                } else {
-                    let input = view(cache.input(data, dims, h, r0, len), len, dims[h]);
-                    let wt = view(wh, hi, dims[h]).transpose();
-                    gemm_par(par, view_mut(zh, len, hi), Accum::Replace, input, wt);
-                }
-                kernels::add_bias(self.path, len, hi, zh, &self.params[sh.b_range()]);
-                let da = &mut w.da[..len * hi];
-                gemm_par(par, view_mut(da, len, hi), Accum::Replace, m(g), wm);
-            }
-            let s3da = S3da {
-                act,
-                a,
-                g: gh,
-                e,
-                s1,
-                z: &w.z[..],
-                da: &w.da[..],
-            };
-            let (rz, r2z) = (&w.rz[h][..len * hi], &w.r2z[h][..len * hi]);
-            let (rda, r2da) = (&w.rda[..len * hi], &w.r2da[..len * hi]);
-            fill(par, &mut w.rg[h][..len * hi], |i| {
-                e[i] * rz[i] + s1[i] * rda[i]
-            });
-            fill(par, &mut w.r2g[h][..len * hi], |i| {
-                let two_s2 = s2[i] + s2[i];
-                s3da.at(i) * rz[i] * rz[i]
-                    + e[i] * r2z[i]
-                    + two_s2 * rz[i] * rda[i]
-                    + s1[i] * r2da[i]
-            });
         }
     }
 }
 
-/// `σ''' ⊙ da` of a hidden layer, element by element, from the cached quantities.
-struct S3da<'a, T> {
-    act: Activation,
-    a: &'a [T],
-    g: &'a [T],
-    e: &'a [T],
-    s1: &'a [T],
-    /// GELU only: the recomputed `z` and `da`.
-    z: &'a [T],
-    da: &'a [T],
+/// Adds the cross-entropy term `T[r_z, r_z] / n = p ⊙ (w² − pᵀw²) / n`, `w = r_z − pᵀr_z`, to
+/// `r2g`, row by row.
+fn ce_third<T: Real>(rows: usize, c: usize, prob: &[T], rz: &[T], inv_n: T, r2g: &mut [T]) {
+    for i in 0..rows {
+        let (p, v) = (&prob[i * c..(i + 1) * c], &rz[i * c..(i + 1) * c]);
+        let mean = (0..c).fold(T::ZERO, |s, k| s + p[k] * v[k]);
+        let var = (0..c).fold(T::ZERO, |s, k| {
+            let d = v[k] - mean;
+            s + p[k] * d * d
+        });
+        for k in 0..c {
+            let d = v[k] - mean;
+            r2g[i * c + k] += p[k] * (d * d - var) * inv_n;
+        }
+    }
 }
 
-impl<T: Real> S3da<'_, T> {
-    #[inline(always)]
-    fn at(&self, i: usize) -> T {
-        let two = T::from_f64(2.0);
-        match self.act {
-            Activation::Tanh => (T::from_f64(6.0) * self.a[i] * self.a[i] - two) * self.g[i],
-            Activation::Softplus => (T::ONE - two * self.s1[i]) * self.e[i],
-            Activation::Gelu => {
-                let z = self.z[i];
-                let pdf = T::from_f64(0.398_942_280_401_432_7) * (-(z * z) / two).exp();
-                z * pdf * (z * z - T::from_f64(4.0)) * self.da[i]
+/// `out = σ''' ⊙ da` of a hidden layer from the cached `a`, `g = s1 ⊙ da`, `e = s2 ⊙ da`
+/// and `s1`: `(6a² − 2) ⊙ g` for tanh, `(1 − 2 s1) ⊙ e` for softplus, 0 for relu and linear.
+/// GELU passes its recomputed `z` in `out` and `da`: `zφ(z)(z² − 4) ⊙ da`, in place.
+fn s3da<T: Real>(act: Activation, a: &[T], g: &[T], e: &[T], s1: &[T], out: &mut [T], da: &[T]) {
+    let two = T::from_f64(2.0);
+    match act {
+        Activation::Tanh => {
+            let six = T::from_f64(6.0);
+            for (o, (&a, &g)) in out.iter_mut().zip(a.iter().zip(g)) {
+                *o = (six * a * a - two) * g;
             }
-            Activation::Relu | Activation::Linear => T::ZERO,
         }
+        Activation::Softplus => {
+            for (o, (&s1, &e)) in out.iter_mut().zip(s1.iter().zip(e)) {
+                *o = (T::ONE - two * s1) * e;
+            }
+        }
+        Activation::Gelu => {
+            let (c, four) = (T::from_f64(0.398_942_280_401_432_7), T::from_f64(4.0));
+            for (o, &da) in out.iter_mut().zip(da) {
+                let z = *o;
+                *o = z * c * (-(z * z) / two).exp() * (z * z - four) * da;
+            }
+        }
+        Activation::Relu | Activation::Linear => out.fill(T::ZERO),
     }
 }
