@@ -98,7 +98,7 @@ pub fn act_f64(act: Activation, x: f64) -> ActValues<f64> {
 }
 
 /// `1/√(2π)`.
-const INV_SQRT_2PI: f64 = 0.398_942_280_401_432_7;
+pub(crate) const INV_SQRT_2PI: f64 = 0.398_942_280_401_432_7;
 
 /// The reference `σ'''` of `act` at `x`, in f64 (for third-order products): tanh `σ'(6σ² − 2)`,
 /// softplus `σ''(1 − 2σ')`, GELU `xφ(x)(x² − 4)`, relu and linear `0`.

@@ -175,11 +175,12 @@ struct BlockMut<'a, T> {
 /// R-pass temporaries of one physical batch for up to `b_cap` directions, each
 /// `chunk × (b·h_l)` and contiguous over the batch's examples (direction `j` of example `i` in
 /// columns `j·h_l..(j+1)·h_l` of row `i`).
+#[derive(Default)]
 struct RWork<T> {
     rz: Vec<Vec<T>>,
     ra: Vec<Vec<T>>,
     rg: Vec<Vec<T>>,
-    /// Per-block scratch, `row_block × b_cap × max h`.
+    /// Per-block scratch, `row_block × scratch × max h` (see [`RWork::new`]).
     rda: Vec<Vec<T>>,
 }
 
@@ -298,6 +299,24 @@ impl<T: Real> Cache<T> {
 }
 
 impl<T: Real> RWork<T> {
+    /// Temporaries for physical batches of `chunk` rows and `b` directions, with a scratch of
+    /// `scratch` widest-input widths per row block (`b` for the HVP's `r_da`).
+    fn new(dims: &[usize], chunk: usize, rb: usize, b: usize, scratch: usize) -> Self {
+        let nl = dims.len() - 1;
+        let hmax = *dims.iter().max().unwrap();
+        let per = |range: std::ops::Range<usize>| -> Vec<Vec<T>> {
+            range.map(|l| vec![T::ZERO; chunk * b * dims[l]]).collect()
+        };
+        RWork {
+            rz: per(1..nl + 1),
+            ra: per(1..nl),
+            rg: per(1..nl + 1),
+            rda: (0..chunk.div_ceil(rb))
+                .map(|_| vec![T::ZERO; rb * scratch * hmax])
+                .collect(),
+        }
+    }
+
     /// The first `rows_in_chunk` rows cut into blocks of `rb` rows, for `b` directions.
     fn blocks_mut(
         &mut self,
@@ -392,12 +411,7 @@ impl<T: Real> Net<T> {
             path,
             data,
             cache,
-            rwork: RWork {
-                rz: Vec::new(),
-                ra: Vec::new(),
-                rg: Vec::new(),
-                rda: Vec::new(),
-            },
+            rwork: RWork::default(),
             b_cap: 0,
             params: Vec::new(),
             state: State::Empty,
@@ -649,22 +663,10 @@ impl<T: Real> Net<T> {
         if b <= self.b_cap {
             return;
         }
+        let chunk = self.chunk_len();
+        self.rwork = RWork::new(&self.dims, chunk, self.cfg.row_block, b, b);
         let dims = &self.dims;
         let nl = dims.len() - 1;
-        let rb = self.cfg.row_block;
-        let chunk = self.chunk_len();
-        let hmax = *dims.iter().max().unwrap();
-        let per = |range: std::ops::Range<usize>| -> Vec<Vec<T>> {
-            range.map(|l| vec![T::ZERO; chunk * b * dims[l]]).collect()
-        };
-        self.rwork = RWork {
-            rz: per(1..nl + 1),
-            ra: per(1..nl),
-            rg: per(1..nl + 1),
-            rda: (0..chunk.div_ceil(rb))
-                .map(|_| vec![T::ZERO; rb * b * hmax])
-                .collect(),
-        };
         self.v_stack = (0..nl)
             .map(|l| vec![T::ZERO; b * dims[l + 1] * dims[l]])
             .collect();

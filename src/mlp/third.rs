@@ -26,7 +26,8 @@
 //! `z` and `da`, about 1.9×. No split that sets a summation order depends on the thread count,
 //! so results are bit-identical for every thread count.
 
-use super::{deal, layer, output_rgrad, rows_of, Net, State};
+use super::{layer, output_rgrad, rows_of, Net, RBlockMut, RWork, State};
+use crate::kernels::act::INV_SQRT_2PI;
 use crate::kernels::gemm::{gemm_par, view, view_mut};
 use crate::kernels::{self, col_sums};
 use crate::model::{Activation, Loss};
@@ -34,93 +35,32 @@ use crate::par::Par;
 use crate::real::Real;
 use faer::Accum;
 
-/// Temporaries of one physical batch (`rows × width` each), kept between calls.
+/// Temporaries of one physical batch for one direction, sized once per net (the batch and
+/// block sizes are fixed): the R-quantities `r_z`, `r_a`, `r_g` with the blocks' `r_da` in
+/// `r`, the R²-quantities `r2_z`, `r2_a`, `r2_g` with the blocks' `r2_da` and GELU's `z` and
+/// `da` in `r2`.
 #[derive(Default)]
 pub(super) struct ThirdWork<T> {
-    /// Per layer: `r_z`, `r2_z`, `r_g`, `r2_g`.
-    rz: Vec<Vec<T>>,
-    r2z: Vec<Vec<T>>,
-    rg: Vec<Vec<T>>,
-    r2g: Vec<Vec<T>>,
-    /// Per hidden layer: `r_a`, `r2_a`.
-    ra: Vec<Vec<T>>,
-    r2a: Vec<Vec<T>>,
+    r: RWork<T>,
+    r2: RWork<T>,
     /// `2 r_g` of one layer for its sums, batch × widest layer.
     rg2: Vec<T>,
     /// GELU only: the first layer's `z` for the batch.
     z1: Vec<T>,
-    /// Per row block: `r_da`, `r2_da`, and GELU's `z` and `da`, each `row_block × widest`.
-    scratch: Vec<Vec<T>>,
     /// `2 U_l` per layer (doubling is exact).
     u2: Vec<Vec<T>>,
 }
 
-/// One row block's exclusive share of a [`ThirdWork`].
-struct Block<'a, T> {
-    rz: Vec<&'a mut [T]>,
-    r2z: Vec<&'a mut [T]>,
-    rg: Vec<&'a mut [T]>,
-    r2g: Vec<&'a mut [T]>,
-    ra: Vec<&'a mut [T]>,
-    r2a: Vec<&'a mut [T]>,
-    scratch: &'a mut [T],
-}
-
 impl<T: Real> ThirdWork<T> {
     fn ensure(&mut self, dims: &[usize], rows: usize, rb: usize, gelu: bool) {
-        let nl = dims.len() - 1;
-        let size = |v: &mut Vec<Vec<T>>, layers: std::ops::Range<usize>| {
-            v.resize_with(layers.len(), Vec::new);
-            for (buf, l) in v.iter_mut().zip(layers) {
-                buf.resize(rows * dims[l + 1], T::ZERO);
-            }
-        };
-        size(&mut self.rz, 0..nl);
-        size(&mut self.r2z, 0..nl);
-        size(&mut self.rg, 0..nl);
-        size(&mut self.r2g, 0..nl);
-        size(&mut self.ra, 0..nl - 1);
-        size(&mut self.r2a, 0..nl - 1);
-        let wide = dims[1..].iter().max().copied().unwrap_or(0);
-        self.rg2.resize(rows * wide, T::ZERO);
-        self.z1
-            .resize(if gelu { rows * dims[1] } else { 0 }, T::ZERO);
-        self.scratch.resize_with(rows.div_ceil(rb), Vec::new);
-        for s in &mut self.scratch {
-            s.resize(4 * rb * wide, T::ZERO);
+        if !self.r.rz.is_empty() {
+            return;
         }
-    }
-
-    /// The first `rows` rows cut into blocks of `rb` rows.
-    fn blocks(&mut self, dims: &[usize], rows: usize, rb: usize) -> Vec<Block<'_, T>> {
-        let nl = dims.len() - 1;
-        let count = rows.div_ceil(rb);
-        let mut blocks: Vec<Block<'_, T>> = self.scratch[..count]
-            .iter_mut()
-            .map(|scratch| Block {
-                rz: Vec::with_capacity(nl),
-                r2z: Vec::with_capacity(nl),
-                rg: Vec::with_capacity(nl),
-                r2g: Vec::with_capacity(nl),
-                ra: Vec::with_capacity(nl),
-                r2a: Vec::with_capacity(nl),
-                scratch,
-            })
-            .collect();
-        let widths = &dims[1..];
-        deal(&mut self.rz, widths, rows, rb, |s, p| blocks[s].rz.push(p));
-        deal(&mut self.r2z, widths, rows, rb, |s, p| {
-            blocks[s].r2z.push(p)
-        });
-        deal(&mut self.rg, widths, rows, rb, |s, p| blocks[s].rg.push(p));
-        deal(&mut self.r2g, widths, rows, rb, |s, p| {
-            blocks[s].r2g.push(p)
-        });
-        deal(&mut self.ra, widths, rows, rb, |s, p| blocks[s].ra.push(p));
-        deal(&mut self.r2a, widths, rows, rb, |s, p| {
-            blocks[s].r2a.push(p)
-        });
-        blocks
+        self.r = RWork::new(dims, rows, rb, 1, 1);
+        self.r2 = RWork::new(dims, rows, rb, 1, 3);
+        let wide = dims[1..].iter().max().copied().unwrap_or(0);
+        self.rg2 = vec![T::ZERO; rows * wide];
+        self.z1 = vec![T::ZERO; if gelu { rows * dims[1] } else { 0 }];
     }
 }
 
@@ -174,7 +114,7 @@ impl<T: Real> Net<T> {
         let (h1, d) = (self.dims[1], self.data.d);
         let x = rows_of(&self.data.x, r0, len, d);
         let slot0 = self.layout.layers[0];
-        let rz0 = &mut w.rz[0][..len * h1];
+        let rz0 = &mut w.r.rz[0][..len * h1];
         self.first
             .times_wt(par, x, len, d, &u[slot0.w_range()], h1, rz0);
         if !w.z1.is_empty() {
@@ -194,24 +134,25 @@ impl<T: Real> Net<T> {
         let nl = dims.len() - 1;
         let rb = self.cfg.row_block;
         let inv_n = T::ONE / T::from_usize(data.n);
-        let wide = dims[1..].iter().max().copied().unwrap_or(0);
-        // Out of `w` while its blocks are lent to the tasks.
-        let (u2, z1) = (std::mem::take(&mut w.u2), std::mem::take(&mut w.z1));
-        let run = |(s, blk): (usize, Block<'_, T>)| {
-            let Block {
+        let hmax = *dims.iter().max().unwrap();
+        let ThirdWork { r, r2, u2, z1, .. } = w;
+        let run = |(s, (blk, blk2)): (usize, (RBlockMut<'_, T>, RBlockMut<'_, T>))| {
+            let RBlockMut {
                 mut rz,
-                mut r2z,
-                mut rg,
-                mut r2g,
                 mut ra,
-                mut r2a,
-                scratch,
+                mut rg,
+                rda,
             } = blk;
+            let RBlockMut {
+                rz: mut r2z,
+                ra: mut r2a,
+                rg: mut r2g,
+                rda: scratch,
+            } = blk2;
             let q0 = r0 + s * rb;
             let rows = rb.min(r0 + len - q0);
-            let (rda, rest) = scratch.split_at_mut(rb * wide);
-            let (r2da, rest) = rest.split_at_mut(rb * wide);
-            let (zh, da) = rest.split_at_mut(rb * wide);
+            let (r2da, rest) = scratch.split_at_mut(rb * hmax);
+            let (zh, da) = rest.split_at_mut(rb * hmax);
             // R- and R²-forward (r2_z_1 = 0: r_a_0 = r2_a_0 = 0).
             for l in 0..nl {
                 let slot = layout.layers[l];
@@ -272,7 +213,7 @@ impl<T: Real> Net<T> {
                 if act == Activation::Gelu {
                     // GELU's third derivative needs z_h = a_{h-1}·W_hᵀ + b_h and da = g_l·W_l.
                     if h == 0 {
-                        zh.copy_from_slice(rows_of(&z1, q0 - r0, rows, hi));
+                        zh.copy_from_slice(rows_of(z1, q0 - r0, rows, hi));
                     } else {
                         let sh = layout.layers[h];
                         let input = cache.input(data, dims, h, q0, rows);
@@ -302,8 +243,14 @@ impl<T: Real> Net<T> {
                 }
             }
         };
-        par.each(w.blocks(dims, len, rb).into_iter().enumerate(), run);
-        (w.u2, w.z1) = (u2, z1);
+        let blocks = r.blocks_mut(dims, 1, len, rb);
+        par.each(
+            blocks
+                .into_iter()
+                .zip(r2.blocks_mut(dims, 1, len, rb))
+                .enumerate(),
+            run,
+        );
     }
 
     /// The sums over the examples `r0 .. r0 + len` into `out` (overwritten by the first batch):
@@ -317,13 +264,13 @@ impl<T: Real> Net<T> {
             let slot = self.layout.layers[l];
             let (hi, ho) = (self.dims[l], self.dims[l + 1]);
             let (dims, data, cache) = (&self.dims, &self.data, &self.cache);
-            let (rg, r2g) = (&w.rg[l][..len * ho], &w.r2g[l][..len * ho]);
+            let (rg, r2g) = (&w.r.rg[l][..len * ho], &w.r2.rg[l][..len * ho]);
             let (ow, ob) = out[slot.w_off..slot.b_off + ho].split_at_mut(ho * hi);
             if l == 0 {
                 self.first.sum(par, r2g, ho, data, (r0, len), ow, acc0);
             } else {
                 let g = rows_of(&cache.g[l], r0, len, ho);
-                let (ra, r2a) = (&w.ra[l - 1][..len * hi], &w.r2a[l - 1][..len * hi]);
+                let (ra, r2a) = (&w.r.ra[l - 1][..len * hi], &w.r2.ra[l - 1][..len * hi]);
                 let input = view(cache.input(data, dims, l, r0, len), len, hi);
                 let rg2 = &mut w.rg2[..len * ho];
                 for (v, r) in rg2.iter_mut().zip(rg) {
@@ -386,7 +333,7 @@ fn s3da<T: Real>(act: Activation, a: &[T], g: &[T], e: &[T], s1: &[T], out: &mut
             }
         }
         Activation::Gelu => {
-            let (c, four) = (T::from_f64(0.398_942_280_401_432_7), T::from_f64(4.0));
+            let (c, four) = (T::from_f64(INV_SQRT_2PI), T::from_f64(4.0));
             for (o, &da) in out.iter_mut().zip(da) {
                 let z = *o;
                 *o = z * c * (-(z * z) / two).exp() * (z * z - four) * da;
