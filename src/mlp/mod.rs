@@ -180,7 +180,7 @@ struct RWork<T> {
     rz: Vec<Vec<T>>,
     ra: Vec<Vec<T>>,
     rg: Vec<Vec<T>>,
-    /// Per-block scratch, `row_block × scratch × max h` (see [`RWork::new`]).
+    /// Per-block scratch, `row_block × scratch × widest` (see [`RWork::new`]).
     rda: Vec<Vec<T>>,
 }
 
@@ -218,6 +218,12 @@ where
     }
 }
 
+/// The widest layer output: the most columns a backward or R-backward pass writes per example
+/// and direction (`da`, `r_da` of a hidden layer; never the data's `d`).
+fn widest(dims: &[usize]) -> usize {
+    dims[1..].iter().copied().max().unwrap_or(0)
+}
+
 /// Rows `r0 .. r0 + rows` of a row-major buffer with `width` columns.
 #[inline]
 fn rows_of<T>(buf: &[T], r0: usize, rows: usize, width: usize) -> &[T] {
@@ -227,7 +233,7 @@ fn rows_of<T>(buf: &[T], r0: usize, rows: usize, width: usize) -> &[T] {
 impl<T: Real> Cache<T> {
     fn new(dims: &[usize], n: usize, rb: usize, ce: bool) -> Self {
         let nl = dims.len() - 1;
-        let hmax = *dims[1..].iter().max().unwrap();
+        let hmax = widest(dims);
         let nblocks = n.div_ceil(rb);
         let hid = || -> Vec<Vec<T>> { (1..nl).map(|l| vec![T::ZERO; n * dims[l]]).collect() };
         Cache {
@@ -300,10 +306,10 @@ impl<T: Real> Cache<T> {
 
 impl<T: Real> RWork<T> {
     /// Temporaries for physical batches of `chunk` rows and `b` directions, with a scratch of
-    /// `scratch` widest-input widths per row block (`b` for the HVP's `r_da`).
+    /// `scratch` × [`widest`] columns per row block (`b` for the HVP's `r_da`).
     fn new(dims: &[usize], chunk: usize, rb: usize, b: usize, scratch: usize) -> Self {
         let nl = dims.len() - 1;
-        let hmax = *dims.iter().max().unwrap();
+        let hmax = widest(dims);
         let per = |range: std::ops::Range<usize>| -> Vec<Vec<T>> {
             range.map(|l| vec![T::ZERO; chunk * b * dims[l]]).collect()
         };

@@ -26,7 +26,7 @@
 //! `z` and `da`, about 1.9×. No split that sets a summation order depends on the thread count,
 //! so results are bit-identical for every thread count.
 
-use super::{layer, output_rgrad, rows_of, Net, RBlockMut, RWork, State};
+use super::{layer, output_rgrad, rows_of, widest, Net, RBlockMut, RWork, State};
 use crate::kernels::act::INV_SQRT_2PI;
 use crate::kernels::gemm::{gemm_par, view, view_mut};
 use crate::kernels::{self, col_sums};
@@ -58,8 +58,7 @@ impl<T: Real> ThirdWork<T> {
         }
         self.r = RWork::new(dims, rows, rb, 1, 1);
         self.r2 = RWork::new(dims, rows, rb, 1, 3);
-        let wide = dims[1..].iter().max().copied().unwrap_or(0);
-        self.rg2 = vec![T::ZERO; rows * wide];
+        self.rg2 = vec![T::ZERO; rows * widest(dims)];
         self.z1 = vec![T::ZERO; if gelu { rows * dims[1] } else { 0 }];
     }
 }
@@ -134,7 +133,7 @@ impl<T: Real> Net<T> {
         let nl = dims.len() - 1;
         let rb = self.cfg.row_block;
         let inv_n = T::ONE / T::from_usize(data.n);
-        let hmax = *dims.iter().max().unwrap();
+        let hmax = widest(dims);
         let ThirdWork { r, r2, u2, z1, .. } = w;
         let run = |(s, (blk, blk2)): (usize, (RBlockMut<'_, T>, RBlockMut<'_, T>))| {
             let RBlockMut {
