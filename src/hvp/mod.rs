@@ -151,6 +151,18 @@ mod tests {
         (spec, net)
     }
 
+    /// The curvature matrix at the net's cached point, built column by column from products
+    /// and symmetrized.
+    fn dense(net: &mut Net<f64>, curv: Curvature) -> faer::Mat<f64> {
+        let np = net.num_params();
+        let eye: Vec<f64> = (0..np * np)
+            .map(|k| (k / np == k % np) as u8 as f64)
+            .collect();
+        let mut h = vec![0.0; np * np];
+        net.hvp(&eye, &mut h, np, curv, Par::Seq);
+        faer::Mat::from_fn(np, np, |i, j| 0.5 * (h[i * np + j] + h[j * np + i]))
+    }
+
     /// The operator's top eigenvalue equals the dense Hessian's (built column by column from
     /// the same products), and the solver's product count is exact.
     #[test]
@@ -165,12 +177,7 @@ mod tests {
         let mut g = vec![0.0; np];
         net.gradient(&p, &mut g, Par::Seq);
         for curv in [Curvature::Hessian, Curvature::GaussNewton] {
-            let eye: Vec<f64> = (0..np * np)
-                .map(|k| (k / np == k % np) as u8 as f64)
-                .collect();
-            let mut h = vec![0.0; np * np];
-            net.hvp(&eye, &mut h, np, curv, Par::Seq);
-            let dense = faer::Mat::from_fn(np, np, |i, j| 0.5 * (h[i * np + j] + h[j * np + i]));
+            let dense = dense(&mut net, curv);
             let want = dense.self_adjoint_eigenvalues(faer::Side::Lower).unwrap();
             let lam_max = want[np - 1];
             let params = LanczosParams {
@@ -213,13 +220,9 @@ mod tests {
         let top = |net: &mut Net<f64>, q: &[f64]| -> (f64, Vec<f64>) {
             let mut g = vec![0.0; np];
             net.gradient(q, &mut g, Par::Seq);
-            let eye: Vec<f64> = (0..np * np)
-                .map(|k| (k / np == k % np) as u8 as f64)
-                .collect();
-            let mut h = vec![0.0; np * np];
-            net.hvp(&eye, &mut h, np, Curvature::Hessian, Par::Seq);
-            let dense = faer::Mat::from_fn(np, np, |i, j| 0.5 * (h[i * np + j] + h[j * np + i]));
-            let evd = dense.self_adjoint_eigen(faer::Side::Lower).unwrap();
+            let evd = dense(net, Curvature::Hessian)
+                .self_adjoint_eigen(faer::Side::Lower)
+                .unwrap();
             let u = (0..np).map(|i| evd.U()[(i, np - 1)]).collect();
             (evd.S()[np - 1], u)
         };
