@@ -1,6 +1,7 @@
 //! Sharpness of fc-tanh at initialization on the real cifar10-5k: product budgets of the
 //! solver (cold ≤ 12, warm ≤ 4 after one GD step), agreement of b = 1, b = 4 and a tight
-//! f64 solve, and the sharpness gradient against central differences of the sharpness. Needs the real data (fails in CI without it, skips elsewhere).
+//! f64 solve, and the sharpness gradient against central differences of the sharpness. Needs
+//! the real data (fails in CI without it, skips elsewhere).
 
 use eosbench::data::{real_data_for_tests, DatasetName};
 use eosbench::eig::{LanczosParams, Status};
@@ -111,7 +112,7 @@ fn fc_tanh_sharpness_budgets_and_agreement() {
         // α = −⟨∇L, ∇S⟩ against (S(θ − η∇L) − S(θ + η∇L)) / 2η, whose error falls as η²
         // (measured: ratio 0.99886 at η = 3e-3, 0.99987 at η = 1e-3).
         let s0 = tight.result.values[0];
-        net64.gradient(&p64, &mut g64, par);
+        // (`net64` still holds the state at θ0 that `tight` was computed at.)
         let grad_s = sharpness_gradient(&mut net64, &tight.result.vectors, par);
         let alpha = -g64.iter().zip(&grad_s).map(|(a, b)| a * b).sum::<f64>();
         let h = 1e-3;
