@@ -1,6 +1,9 @@
 //! Phase timings of the gradient and of HVP blocks at the Figure-1 shape (synthetic data):
-//! `cargo run --release --example phases -- [threads] [width] [input_dim] [row_block] [gemm]`,
-//! `gemm` = `own` (default) or `faer` for the first layer's products.
+//! `cargo run --release --example phases -- [threads] [width] [input_dim] [row_block] [gemm] [pairs]`,
+//! `gemm` = `own` (default) or `faer` for the first layer's products. With `pairs` > 0 it then
+//! times that many interleaved pairs of a single product and a block of 4 (the order alternates
+//! from pair to pair) and prints the median per-pair ratio of the block's time per direction to
+//! the single's: the two sides see the same load on a shared machine.
 use eosbench::mlp::{Curvature, Data, Net, NetConfig};
 use eosbench::model::{init_params, Activation, Loss, MlpSpec};
 use eosbench::par::with_threads;
@@ -19,6 +22,9 @@ fn main() {
         .get(3)
         .copied()
         .unwrap_or(NetConfig::default().row_block);
+    let pairs: usize = std::env::args()
+        .nth(6)
+        .map_or(0, |a| a.parse().expect("pairs: a number"));
     let own_gemm = match std::env::args().nth(5).as_deref() {
         None | Some("own") => true,
         Some("faer") => false,
@@ -78,6 +84,47 @@ fn main() {
                 ms(a.hvp_reduce, before.hvp_reduce),
                 ms(a.hvp_reduce_first, before.hvp_reduce_first),
                 ms(a.hvp_copy, before.hvp_copy)
+            );
+        }
+        if pairs > 0 {
+            let b = 4;
+            let dirs: Vec<f32> = (0..b * p.len())
+                .map(|i| ((i % 97) as f32 - 48.0) * 1e-3)
+                .collect();
+            let mut out = vec![0f32; b * p.len()];
+            let mut time = |b: usize| {
+                let t0 = Instant::now();
+                net.hvp(
+                    &dirs[..b * p.len()],
+                    &mut out[..b * p.len()],
+                    b,
+                    Curvature::Hessian,
+                    par,
+                );
+                t0.elapsed().as_secs_f64() * 1e3 / b as f64
+            };
+            let (mut one, mut four, mut ratio) = (vec![], vec![], vec![]);
+            for i in 0..pairs {
+                let (t1, t4) = if i % 2 == 0 {
+                    let t1 = time(1);
+                    (t1, time(4))
+                } else {
+                    let t4 = time(4);
+                    (time(1), t4)
+                };
+                one.push(t1);
+                four.push(t4);
+                ratio.push(t4 / t1);
+            }
+            let median = |v: &mut Vec<f64>| {
+                v.sort_by(f64::total_cmp);
+                v[v.len() / 2]
+            };
+            let (m1, m4, mr) = (median(&mut one), median(&mut four), median(&mut ratio));
+            println!(
+                "interleaved, {pairs} pairs: b=1 {m1:.1} ms, b=4 {m4:.1} ms/dir; per-pair ratio median {mr:.3} (quartiles {:.3}–{:.3})",
+                ratio[pairs / 4],
+                ratio[(3 * pairs) / 4]
             );
         }
     });
