@@ -372,6 +372,46 @@ fn verify_passes_on_small_custom_nets() {
 }
 
 #[test]
+fn verify_keeps_relu_steps_inside_the_nearest_kink() {
+    // 2 × 64 ReLU units on 1000 examples: the default grid's steps all cross kinks of some
+    // units (errors of O(1) for the Hessian-vector product).
+    let o = run(&[
+        "verify",
+        "--dataset",
+        "synthetic-1000",
+        "--widths",
+        "64,64",
+        "--input-dim",
+        "100",
+        "--activation",
+        "relu",
+        "--threads",
+        "2",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["all_pass"], true, "{v}");
+    let scale = v["theta_norm"].as_f64().unwrap().max(1.0);
+    for d in v["directions"].as_array().unwrap() {
+        let margin = d["kink_margin_h"].as_f64().expect("a finite kink distance") / scale;
+        assert!(margin > 0.0 && margin < 1e-6, "{d}");
+        let steps = d["steps"].as_array().unwrap();
+        assert!(!steps.is_empty());
+        for s in steps {
+            assert!(s.as_f64().unwrap() < 0.25 * margin * (1.0 + 1e-12), "{d}");
+        }
+        assert!(d["hvp_err"].as_f64().unwrap() < 1e-6, "{d}");
+    }
+    // Smooth activations keep the whole grid and report no kink.
+    let v: Value = serde_json::from_slice(&verify_json(&[]).stdout).unwrap();
+    for d in v["directions"].as_array().unwrap() {
+        assert!(d["kink_margin_h"].is_null(), "{d}");
+        assert_eq!(d["steps"].as_array().unwrap().len(), 4);
+    }
+}
+
+#[test]
 fn verify_fails_with_exit_1_above_tolerance() {
     // No finite difference agrees to 1e-15 relative.
     let o = verify_json(&["--tol-grad", "1e-15"]);

@@ -35,6 +35,7 @@
 //! [`Net::hvp`] at that point, so a product costs R-forward + R-backward only.
 
 mod first;
+mod kinks;
 mod layer;
 pub mod reference;
 mod third;
