@@ -25,7 +25,9 @@
 //! first gets the distance to the nearest kink along it, `min |z| / |dz/dε|` over every hidden
 //! pre-activation of every example ([`Net::kink_margin`]; about `s = 1e-7 … 2e-6` there), and
 //! only the steps of the grid below a quarter of it are taken; when none is, a quarter and a
-//! sixteenth of it. Rounding then dominates, and errors of 1e-8 remain.
+//! sixteenth of it. Such steps leave rounding as the limit: on fc-relu the gradient check
+//! reaches 6e-8 at cifar10-5k and 5e-7 at cifar10-20k (where a direction with a small
+//! `⟨∇L,u⟩` meets a step of s = 2e-7), the Hessian-vector product 4e-9 and 1.3e-8.
 //!
 //! **Step sizes.** A central difference has truncation error `O(h²)` (third derivatives) and
 //! rounding error `O(ε/h)` (ε ≈ 1e-16 times the size of `L` or `∇L`), so the error as a function
