@@ -44,7 +44,9 @@
 //!
 //! Cost: one f64 gradient, `2K` f64 products (Hessian and Gauss–Newton, one block each) and `K`
 //! third-order products, `2·K·S` f64 loss evaluations and `2·K·S` f64 gradients and HVPs for
-//! `S` steps, plus one f32 gradient, `K` f32 products and `K` f32 third-order products.
+//! `S` steps per direction (for ReLU, those below the kink, and a forward with its derivative
+//! along each direction to find it), plus one f32 gradient, `K` f32 products and `K` f32
+//! third-order products.
 
 use std::time::Instant;
 
