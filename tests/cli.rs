@@ -345,6 +345,8 @@ fn verify_passes_on_small_custom_nets() {
             stdout(&o),
             stderr(&o)
         );
+        // The progress bar draws only on a terminal: piped stderr stays empty.
+        assert!(o.stderr.is_empty(), "{}", stderr(&o));
         let v: Value = serde_json::from_slice(&o.stdout).unwrap();
         assert_eq!(v["all_pass"], true, "{v}");
         assert_eq!(v["p"], (24 * 16 + 16) + (16 * 12 + 12) + (12 * 5 + 5));

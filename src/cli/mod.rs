@@ -15,6 +15,7 @@ mod data_cmd;
 mod error;
 mod init_cmd;
 mod loss_cmd;
+mod progress;
 mod sharpness_cmd;
 mod verify_cmd;
 

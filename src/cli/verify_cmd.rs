@@ -56,7 +56,7 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 use serde_json::{json, Value};
 
 use super::args::{load_net, to_data, DataArgs, LoadedNet, ModelArgs};
-use super::{CliError, Context, Output};
+use super::{progress, CliError, Context, Output};
 use crate::mlp::{Curvature, Net, NetConfig};
 
 /// Parses a positive finite number (tolerances, steps).
@@ -216,7 +216,13 @@ pub fn verify(args: &VerifyArgs, ctx: &Context) -> Result<Output, CliError> {
     let theta_norm = norm(&theta);
     let scale = theta_norm.max(1.0);
 
-    // Analytic quantities at θ: the gradient caches the state both products reuse.
+    // Analytic quantities at θ: the gradient caches the state both products reuse. The bar's
+    // units are about the cost of a gradient: 1 + 3k here, 1 per step of the loss differences,
+    // 3 per step of the gradient and HVP differences, k for the f32 net.
+    let k64 = k as u64;
+    let bar_len = |pairs: u64| 1 + 3 * k64 + 4 * pairs + k64;
+    let bar = progress::bar(bar_len(k64 * args.steps.len() as u64), "verify");
+    bar.set_message("f64 gradient and products");
     let t = Instant::now();
     let mut grad = vec![0.0; p];
     let ev = net.gradient(&theta, &mut grad, ctx.par);
@@ -245,6 +251,9 @@ pub fn verify(args: &VerifyArgs, ctx: &Context) -> Result<Output, CliError> {
         .map(|&m| kink_free_steps(&args.steps, m / scale))
         .collect();
     let evaluations: usize = steps.iter().map(|s| 2 * s.len()).sum();
+    bar.set_length(bar_len(evaluations as u64 / 2));
+    bar.inc(1 + 3 * k64);
+    bar.set_message("FD of the loss");
 
     let shifted = |i: usize, h: f64| -> (Vec<f64>, Vec<f64>) {
         let plus = theta.iter().zip(u(i)).map(|(t, d)| t + h * d).collect();
@@ -266,9 +275,11 @@ pub fn verify(args: &VerifyArgs, ctx: &Context) -> Result<Output, CliError> {
                 rel_step: s,
                 err: rel((fd - gdot[i]).abs(), gdot[i].abs()),
             });
+            bar.inc(1);
         }
     }
     let fd_loss_s = t.elapsed().as_secs_f64();
+    bar.set_message("FD of gradients and HVPs");
 
     // Hessian-vector products vs central differences of gradients, and third-order products
     // vs central differences of Hessian-vector products (at the same shifted points).
@@ -296,6 +307,7 @@ pub fn verify(args: &VerifyArgs, ctx: &Context) -> Result<Output, CliError> {
                 rel_step: s,
                 err: rel_dist(&diff(&hp, &hm, h), tu_k(i)),
             });
+            bar.inc(3);
         }
     }
     let fd_grad_s = t.elapsed().as_secs_f64();
@@ -318,6 +330,7 @@ pub fn verify(args: &VerifyArgs, ctx: &Context) -> Result<Output, CliError> {
     let hu_norm: Vec<f64> = (0..k).map(|i| norm(hu_k(i))).collect();
 
     // f32 network at θ rounded to f32, same data and directions.
+    bar.set_message("f32 gradient and products");
     let t = Instant::now();
     let mut net32 = Net::new(&spec, loss, to_data::<f32>(&ds), NetConfig::default());
     let theta32: Vec<f32> = theta.iter().map(|&x| x as f32).collect();
@@ -333,6 +346,7 @@ pub fn verify(args: &VerifyArgs, ctx: &Context) -> Result<Output, CliError> {
     let gemm32 = net32.first_layer_gemm();
     drop(net32);
     let f32_s = t.elapsed().as_secs_f64();
+    bar.finish_and_clear();
     let widen = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<f64>>();
     let grad32_err = rel_dist(&widen(&grad32), &grad);
     let hvp32_errs: Vec<f64> = (0..k)
