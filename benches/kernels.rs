@@ -4,8 +4,9 @@
 //! `cargo bench --bench kernels` — all widths (100, 200, 400, 800) × threads (1, 2);
 //! `EOSBENCH_BENCH_WIDTHS=200 EOSBENCH_BENCH_THREADS=1,2 cargo bench --bench kernels` — a subset;
 //! `cargo bench --bench kernels -- --profile-time 10` — flamegraphs under target/criterion.
-//! On AVX-512 CPUs the passes run the first layer on eosbench's own GEMM; the `-faer` entries
-//! (gradient, HVP b = 1 and 4) run the same passes with it on faer, and `roof-own` is the
+//! On AVX-512 CPUs the passes run the first layer's products, and the later layers' products
+//! per row block, on eosbench's own GEMM; the `-faer` entries (gradient, HVP b = 1 and 4) run
+//! the same passes with all of them on faer, and `roof-own` is the
 //! gradient's GEMMs with the first layer's two on the own GEMM. `roof-hvp-b1` and `roof-hvp-b4`
 //! are the GEMMs of a Hessian-vector product for 1 and 4 directions alone, at the shapes the
 //! passes use (first layer on the own GEMM): the block ratio the GEMMs themselves allow.

@@ -425,6 +425,34 @@ pub fn rows_times(par: Par, a: &[f32], rows: usize, b: &PackedB, c: &mut [f32], 
     par.each(a.chunks(band * k).zip(c.chunks_mut(band * n)), run);
 }
 
+/// `C (=|+=) A·B` on the calling thread for a row-major `A` of `rows × b.k()` and `C` of
+/// `rows × b.n()`: the small products of the hidden layers, one row block at a time, with `B`
+/// (weights or directions) packed once for all blocks.
+pub fn times_packed(a: &[f32], rows: usize, b: &PackedB, c: &mut [f32], add: bool) {
+    check_available();
+    let (k, n) = (b.k, b.n);
+    assert_eq!(a.len(), rows * k, "times_packed: a is not {rows} × {k}");
+    assert_eq!(c.len(), rows * n, "times_packed: c is not {rows} × {n}");
+    if n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !add {
+            c.fill(0.0);
+        }
+        return;
+    }
+    let a = Operand {
+        ptr: a.as_ptr(),
+        rs: k,
+        cs: 1,
+    };
+    // SAFETY: AVX-512F is present (checked above); `A` holds `rows × k` elements at row stride
+    // `k`, `C` holds `rows × n` at row stride `n` (the micro-kernel masks past column `n`), and
+    // `c` is exclusively ours.
+    unsafe { sgemm_packed(rows, a, b, (0, k), (0, b.panels()), c.as_mut_ptr(), n, add) }
+}
+
 /// Column tiles of [`transposed_times`], in panels. Every column tile reads all of `G` again
 /// (16 MB for a 4-direction block at cifar10-5k), so tiles are as wide as a block of `B` that
 /// fits L2 allows: 8 panels (384 columns, 384 KB). Measured on the first-layer sum at h = 200
@@ -627,6 +655,46 @@ mod tests {
 
     /// The summation order does not depend on the tiling: bands of any height, either layout of
     /// `A` and any thread count give the same bits.
+    #[test]
+    fn times_packed_matches_f64_reference_and_accumulates() {
+        // Inner dimensions below, at and above one block of KC; widths with partial panels.
+        for (rows, k, n) in [
+            (1, 1, 1),
+            (13, 200, 200),
+            (37, 256, 49),
+            (9, 300, 800),
+            (8, 5, 17),
+        ] {
+            let a = values(rows * k, 3);
+            let w = values(n * k, 4);
+            let mut pb = PackedB::default();
+            pack_transposed(&w, n, k, &mut pb);
+            let want: Vec<f64> = (0..rows * n)
+                .map(|e| {
+                    let (i, j) = (e / n, e % n);
+                    (0..k)
+                        .map(|p| a[i * k + p] as f64 * w[j * k + p] as f64)
+                        .sum()
+                })
+                .collect();
+            let scale: Vec<f64> = (0..rows * n)
+                .map(|e| {
+                    let (i, j) = (e / n, e % n);
+                    (0..k)
+                        .map(|p| (a[i * k + p] as f64 * w[j * k + p] as f64).abs())
+                        .sum()
+                })
+                .collect();
+            let mut c = vec![f32::NAN; rows * n];
+            times_packed(&a, rows, &pb, &mut c, false);
+            assert_close(&c, &want, &scale, k, "times_packed");
+            let twice: Vec<f64> = want.iter().map(|v| 2.0 * v).collect();
+            let scale2: Vec<f64> = scale.iter().map(|v| 2.0 * v).collect();
+            times_packed(&a, rows, &pb, &mut c, true);
+            assert_close(&c, &twice, &scale2, k, "times_packed (add)");
+        }
+    }
+
     #[test]
     fn results_are_bitwise_independent_of_bands_and_threads() {
         if !available() {

@@ -23,8 +23,8 @@
 //! `X·W_1ᵀ` and `X·V_1ᵀ`, the largest of their passes, run beforehand for the whole batch in
 //! bands of examples. Parameter-space sums over examples (`gᵀa` and friends) are then one GEMM
 //! each over all the examples of a batch, with the output cut into fixed tiles (one task per
-//! tile). The first layer's three products run on eosbench's own GEMM where it applies
-//! ([`NetConfig::own_gemm`]).
+//! tile). The first layer's three products, and the later layers' example-local ones, run on
+//! eosbench's own GEMM where it applies ([`NetConfig::own_gemm`]).
 //! R-pass temporaries exist only for one "physical batch" of [`NetConfig::chunk_rows`]
 //! examples at a time, so memory is bounded for n = 50 000 and wide nets; batches add up in
 //! order. No split that changes a summation order depends on the thread count (the own GEMM's
@@ -35,6 +35,7 @@
 //! [`Net::hvp`] at that point, so a product costs R-forward + R-backward only.
 
 mod first;
+mod hidden;
 mod kinks;
 mod layer;
 pub mod reference;
@@ -47,6 +48,7 @@ use crate::par::Par;
 use crate::real::Real;
 use faer::Accum;
 use first::FirstLayer;
+use hidden::Hidden;
 use std::time::Instant;
 
 /// A labelled data set in the kernel precision: `x` is `n × d`, row-major.
@@ -104,8 +106,9 @@ pub struct NetConfig {
     /// Examples per physical batch of the R-passes (rounded up to whole row blocks).
     pub chunk_rows: usize,
     /// Run the first layer's products on eosbench's own f32 GEMM with `X` packed once (an
-    /// extra copy of `X` in memory) where it applies: f32 on the AVX-512 kernel path. Off, or
-    /// elsewhere, they run on faer.
+    /// extra copy of `X` in memory), and the later layers' example-local products with their
+    /// weights and directions packed once, where it applies: f32 on the AVX-512 kernel path.
+    /// Off, or elsewhere, they run on faer.
     pub own_gemm: bool,
 }
 
@@ -388,6 +391,8 @@ pub struct Net<T> {
     hv_side: Vec<Vec<T>>,
     /// The first layer's GEMM and its packed operands.
     first: FirstLayer,
+    /// The GEMM of the later layers' example-local products and its packed operands.
+    hidden: Hidden,
     /// Temporaries of [`Net::third_order`].
     third: third::ThirdWork<T>,
     times: PhaseTimes,
@@ -412,6 +417,7 @@ impl<T: Real> Net<T> {
         let dims = spec.dims();
         let cache = Cache::new(&dims, data.n, cfg.row_block, loss == Loss::Ce);
         let first = FirstLayer::new::<T>(&cfg, path);
+        let hidden = Hidden::new(&first, dims.len() - 1);
         Net {
             spec: spec.clone(),
             loss,
@@ -432,6 +438,7 @@ impl<T: Real> Net<T> {
             hb_stack: Vec::new(),
             hv_side: Vec::new(),
             first,
+            hidden,
             third: third::ThirdWork::default(),
             times: PhaseTimes::default(),
         }
@@ -474,6 +481,7 @@ impl<T: Real> Net<T> {
         assert_eq!(params.len(), self.layout.len, "parameter vector length");
         self.params.clear();
         self.params.extend_from_slice(params);
+        self.hidden.set_params(&self.dims, &self.layout, params);
     }
 
     /// Loss and accuracy at `params` (forward pass only).
@@ -578,6 +586,7 @@ impl<T: Real> Net<T> {
         let (loss_kind, path) = (self.loss, self.path);
         let inv_n = T::ONE / T::from_usize(data.n.max(1));
         let nl = dims.len() - 1;
+        let hidden = &self.hidden;
         let run = |blk: BlockMut<'_, T>| {
             let BlockMut {
                 r0,
@@ -601,12 +610,12 @@ impl<T: Real> Net<T> {
                 // (Layer 1's product is already in place.)
                 if l + 1 < nl {
                     if l > 0 {
-                        layer::forward(rows, hi, ho, done[l - 1], w, rest[0]);
+                        hidden.forward(l, rows, hi, ho, done[l - 1], w, rest[0]);
                     }
                     kernels::bias_act(path, act, rows, ho, rest[0], bias, s1[l], s2[l]);
                 } else {
                     if l > 0 {
-                        layer::forward(rows, hi, ho, done[l - 1], w, out);
+                        hidden.forward(l, rows, hi, ho, done[l - 1], w, out);
                     }
                     kernels::add_bias(path, rows, ho, out, bias);
                 }
@@ -628,7 +637,7 @@ impl<T: Real> Net<T> {
                     let (hi, ho) = (dims[l], dims[l + 1]);
                     let da = &mut da[..rows * hi];
                     let (lo, hi_g) = g.split_at_mut(l);
-                    layer::backward(rows, hi, ho, hi_g[0], &params[slot.w_range()], da);
+                    hidden.backward(l, rows, hi, ho, hi_g[0], &params[slot.w_range()], da);
                     kernels::bwd_act(path, da, s1[l - 1], s2[l - 1], lo[l - 1], e[l - 1]);
                 }
             }
@@ -709,6 +718,9 @@ impl<T: Real> Net<T> {
                 }
             }
         }
+        let side = (curv == Curvature::Hessian).then_some(&self.v_side[..]);
+        self.hidden
+            .set_directions(&self.dims, b, &self.v_stack, side);
     }
 
     /// R-forward and R-backward for the physical batch of rows `r0 .. r0 + len`
@@ -726,6 +738,7 @@ impl<T: Real> Net<T> {
         let rbk = self.cfg.row_block;
         let (v_stack, c_stack, v_side) = (&self.v_stack, &self.c_stack, &self.v_side);
         let hess = curv == Curvature::Hessian;
+        let hidden = &self.hidden;
         // Layer 1 first, for the whole batch: `r_z_1 = X·V_1ᵀ` is the largest product of the
         // R-forward, and bands of examples run it faster than row blocks do when `b > 1`
         // (wider `V` panels are shared by more rows).
@@ -757,13 +770,14 @@ impl<T: Real> Net<T> {
                 let (done, rest) = ra.split_at_mut(l);
                 if l > 0 {
                     // (Layer 1's `r_z = X·V_1ᵀ` was computed for the whole batch beforehand.)
-                    layer::rforward(
+                    hidden.rforward(
+                        l,
                         rows,
                         b,
                         hi,
                         ho,
                         cache.input(data, dims, l, q0, rows),
-                        Some(&*done[l - 1]),
+                        done[l - 1],
                         &params[slot.w_range()],
                         &v_stack[l][..b * ho * hi],
                         rz[l],
@@ -795,7 +809,18 @@ impl<T: Real> Net<T> {
                 };
                 let (lo, up) = rg.split_at_mut(l);
                 let g = rows_of(&cache.g[l], q0, rows, ho);
-                layer::rbackward(rows, b, hi, ho, up[0], g, &params[slot.w_range()], vs, rda);
+                hidden.rbackward(
+                    l,
+                    rows,
+                    b,
+                    hi,
+                    ho,
+                    up[0],
+                    g,
+                    &params[slot.w_range()],
+                    vs,
+                    rda,
+                );
                 let e = if hess {
                     Some(rows_of(&cache.e[l - 1], q0, rows, hi))
                 } else {
