@@ -20,6 +20,23 @@ use crate::real::Real;
 #[cfg(target_arch = "x86_64")]
 use crate::kernels::{self, sgemm::PackedB};
 
+/// Layer `l ≥ 1` (`hi` inputs, `ho` outputs) on a block of `rows` examples and `b` directions.
+#[derive(Clone, Copy)]
+pub(super) struct At {
+    pub l: usize,
+    pub rows: usize,
+    pub b: usize,
+    pub hi: usize,
+    pub ho: usize,
+}
+
+/// The forward or the backward product with a layer's weights (see [`Hidden::weights`]).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Weights {
+    Forward,
+    Backward,
+}
+
 /// Which GEMM runs the hidden layers' example-local products, with its packed operands.
 pub(super) enum Hidden {
     Faer,
@@ -96,62 +113,34 @@ impl Hidden {
         let _ = (dims, b, v_stack, v_side);
     }
 
-    /// `z = a_prev·W_lᵀ` for `rows` examples of layer `l ≥ 1`.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn forward<T: Real>(
-        &self,
-        l: usize,
-        rows: usize,
-        hi: usize,
-        ho: usize,
-        a_prev: &[T],
-        w: &[T],
-        z: &mut [T],
-    ) {
-        let (a_prev, z) = (&a_prev[..rows * hi], &mut z[..rows * ho]);
+    /// The products with a layer's weights at `at` (`at.b` unused): the forward
+    /// `z = a_prev·W_lᵀ` (`Weights::Forward`, `a` is `a_prev`, `c` is `z`) or the backward
+    /// `da_prev = g·W_l` (`Weights::Backward`, `a` is `g`, `c` is `da_prev`).
+    pub(super) fn weights<T: Real>(&self, which: Weights, at: At, a: &[T], w: &[T], c: &mut [T]) {
+        let At {
+            l, rows, hi, ho, ..
+        } = at;
+        let fwd = which == Weights::Forward;
+        let (k, n) = if fwd { (hi, ho) } else { (ho, hi) };
+        let (a, c) = (&a[..rows * k], &mut c[..rows * n]);
         match self {
-            Hidden::Faer => layer::forward(rows, hi, ho, a_prev, w, z),
+            Hidden::Faer if fwd => layer::forward(rows, hi, ho, a, w, c),
+            Hidden::Faer => layer::backward(rows, hi, ho, a, w, c),
             #[cfg(target_arch = "x86_64")]
-            Hidden::Own(p) => times(a_prev, rows, &p.wt[l], z, false),
+            Hidden::Own(p) => times(a, rows, if fwd { &p.wt[l] } else { &p.w[l] }, c, false),
         }
     }
 
-    /// `da_prev = g·W_l` for `rows` examples of layer `l ≥ 1`.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn backward<T: Real>(
-        &self,
-        l: usize,
-        rows: usize,
-        hi: usize,
-        ho: usize,
-        g: &[T],
-        w: &[T],
-        da_prev: &mut [T],
-    ) {
-        let (g, da_prev) = (&g[..rows * ho], &mut da_prev[..rows * hi]);
-        match self {
-            Hidden::Faer => layer::backward(rows, hi, ho, g, w, da_prev),
-            #[cfg(target_arch = "x86_64")]
-            Hidden::Own(p) => times(g, rows, &p.w[l], da_prev, false),
-        }
-    }
-
-    /// R-forward of layer `l ≥ 1` for `b` directions: `r_z = r_a_prev·Wᵀ + a_prev·Vᵀ`
-    /// (see [`layer::rforward`] for the layouts).
-    #[allow(clippy::too_many_arguments)]
+    /// R-forward at `at`: `r_z = r_a_prev·Wᵀ + a_prev·Vᵀ` (see [`layer::rforward`] for the
+    /// layouts).
     pub(super) fn rforward<T: Real>(
         &self,
-        l: usize,
-        rows: usize,
-        b: usize,
-        hi: usize,
-        ho: usize,
-        a_prev: &[T],
-        ra_prev: &[T],
-        w: &[T],
-        v_stack: &[T],
+        at: At,
+        (a_prev, ra_prev): (&[T], &[T]),
+        (w, v_stack): (&[T], &[T]),
         rz: &mut [T],
     ) {
+        let At { l, rows, b, hi, ho } = at;
         let (a_prev, ra_prev) = (&a_prev[..rows * hi], &ra_prev[..rows * b * hi]);
         let rz = &mut rz[..rows * b * ho];
         match self {
@@ -164,22 +153,16 @@ impl Hidden {
         }
     }
 
-    /// R-backward of layer `l ≥ 1` for `b` directions: `r_da_prev = r_g·W (+ g·V` when
-    /// `v_side` is given, the Hessian; see [`layer::rbackward`]).
-    #[allow(clippy::too_many_arguments)]
+    /// R-backward at `at`: `r_da_prev = r_g·W (+ g·V` when `v_side` is given, the Hessian; see
+    /// [`layer::rbackward`]).
     pub(super) fn rbackward<T: Real>(
         &self,
-        l: usize,
-        rows: usize,
-        b: usize,
-        hi: usize,
-        ho: usize,
-        rg: &[T],
-        g: &[T],
-        w: &[T],
-        v_side: Option<&[T]>,
+        at: At,
+        (rg, g): (&[T], &[T]),
+        (w, v_side): (&[T], Option<&[T]>),
         rda_prev: &mut [T],
     ) {
+        let At { l, rows, b, hi, ho } = at;
         let (rg, g) = (&rg[..rows * b * ho], &g[..rows * ho]);
         let rda_prev = &mut rda_prev[..rows * b * hi];
         match self {

@@ -48,7 +48,7 @@ use crate::par::Par;
 use crate::real::Real;
 use faer::Accum;
 use first::FirstLayer;
-use hidden::Hidden;
+use hidden::{At, Hidden, Weights};
 use std::time::Instant;
 
 /// A labelled data set in the kernel precision: `x` is `n × d`, row-major.
@@ -610,12 +610,26 @@ impl<T: Real> Net<T> {
                 // (Layer 1's product is already in place.)
                 if l + 1 < nl {
                     if l > 0 {
-                        hidden.forward(l, rows, hi, ho, done[l - 1], w, rest[0]);
+                        let at = At {
+                            l,
+                            rows,
+                            b: 1,
+                            hi,
+                            ho,
+                        };
+                        hidden.weights(Weights::Forward, at, done[l - 1], w, rest[0]);
                     }
                     kernels::bias_act(path, act, rows, ho, rest[0], bias, s1[l], s2[l]);
                 } else {
                     if l > 0 {
-                        hidden.forward(l, rows, hi, ho, done[l - 1], w, out);
+                        let at = At {
+                            l,
+                            rows,
+                            b: 1,
+                            hi,
+                            ho,
+                        };
+                        hidden.weights(Weights::Forward, at, done[l - 1], w, out);
                     }
                     kernels::add_bias(path, rows, ho, out, bias);
                 }
@@ -637,7 +651,15 @@ impl<T: Real> Net<T> {
                     let (hi, ho) = (dims[l], dims[l + 1]);
                     let da = &mut da[..rows * hi];
                     let (lo, hi_g) = g.split_at_mut(l);
-                    hidden.backward(l, rows, hi, ho, hi_g[0], &params[slot.w_range()], da);
+                    let w = &params[slot.w_range()];
+                    let at = At {
+                        l,
+                        rows,
+                        b: 1,
+                        hi,
+                        ho,
+                    };
+                    hidden.weights(Weights::Backward, at, hi_g[0], w, da);
                     kernels::bwd_act(path, da, s1[l - 1], s2[l - 1], lo[l - 1], e[l - 1]);
                 }
             }
@@ -770,18 +792,10 @@ impl<T: Real> Net<T> {
                 let (done, rest) = ra.split_at_mut(l);
                 if l > 0 {
                     // (Layer 1's `r_z = X·V_1ᵀ` was computed for the whole batch beforehand.)
-                    hidden.rforward(
-                        l,
-                        rows,
-                        b,
-                        hi,
-                        ho,
-                        cache.input(data, dims, l, q0, rows),
-                        done[l - 1],
-                        &params[slot.w_range()],
-                        &v_stack[l][..b * ho * hi],
-                        rz[l],
-                    );
+                    let at = At { l, rows, b, hi, ho };
+                    let a_prev = cache.input(data, dims, l, q0, rows);
+                    let wv = (&params[slot.w_range()], &v_stack[l][..b * ho * hi]);
+                    hidden.rforward(at, (a_prev, &*done[l - 1]), wv, rz[l]);
                 }
                 if l + 1 < nl {
                     let s1 = rows_of(&cache.s1[l], q0, rows, ho);
@@ -809,18 +823,8 @@ impl<T: Real> Net<T> {
                 };
                 let (lo, up) = rg.split_at_mut(l);
                 let g = rows_of(&cache.g[l], q0, rows, ho);
-                hidden.rbackward(
-                    l,
-                    rows,
-                    b,
-                    hi,
-                    ho,
-                    up[0],
-                    g,
-                    &params[slot.w_range()],
-                    vs,
-                    rda,
-                );
+                let at = At { l, rows, b, hi, ho };
+                hidden.rbackward(at, (&*up[0], g), (&params[slot.w_range()], vs), rda);
                 let e = if hess {
                     Some(rows_of(&cache.e[l - 1], q0, rows, hi))
                 } else {
