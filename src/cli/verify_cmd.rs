@@ -4,7 +4,10 @@
 //! For `K` seeded random unit directions `u_k` (Gaussian, normalised) at the parameters `θ`:
 //!
 //! * **Gradient.** `FD = (L(θ+hu) − L(θ−hu)) / 2h` against `⟨∇L(θ), u⟩`;
-//!   error `|FD − ⟨∇L,u⟩| / |⟨∇L,u⟩|`.
+//!   error `|FD − ⟨∇L,u⟩| / |⟨∇L,u⟩|`. The difference of the losses is summed example by
+//!   example from the network outputs at the two points, in a form without cancellation
+//!   ([`loss_difference`]): subtracting the two losses would lose every digit below one ulp
+//!   of `L`.
 //! * **Hessian-vector product.** `FD = (∇L(θ+hu) − ∇L(θ−hu)) / 2h` against the
 //!   R-operator product `Hu`; error `‖FD − Hu‖ / ‖Hu‖`.
 //! * **Hessian symmetry** on every pair `i < j`:
@@ -25,9 +28,9 @@
 //! first gets the distance to the nearest kink along it, `min |z| / |dz/dε|` over every hidden
 //! pre-activation of every example ([`Net::kink_margin`]; about `s = 1e-7 … 2e-6` there), and
 //! only the steps of the grid below a quarter of it are taken; when none is, a quarter and a
-//! sixteenth of it. Such steps leave rounding as the limit: on fc-relu the gradient check
-//! reaches 6e-8 at cifar10-5k and 5e-7 at cifar10-20k (where a direction with a small
-//! `⟨∇L,u⟩` meets a step of s = 2e-7), the Hessian-vector product 4e-9 and 1.3e-8.
+//! sixteenth of it. On fc-relu the kinks lie at s ≈ 1e-7 … 2e-6 (cifar10-5k) and 5e-8 … 9e-8
+//! (cifar10-50k); there the gradient check reaches 7e-10 and 2.4e-7 (a direction with a small
+//! `⟨∇L,u⟩` meeting a step of s = 1e-8), the Hessian-vector product 4e-9 and 1.3e-7.
 //!
 //! **Step sizes.** A central difference has truncation error `O(h²)` (third derivatives) and
 //! rounding error `O(ε/h)` (ε ≈ 1e-16 times the size of `L` or `∇L`), so the error as a function
@@ -58,6 +61,7 @@ use serde_json::{json, Value};
 use super::args::{load_net, to_data, DataArgs, LoadedNet, ModelArgs};
 use super::{progress, CliError, Context, Output};
 use crate::mlp::{Curvature, Net, NetConfig};
+use crate::model::Loss;
 
 /// Parses a positive finite number (tolerances, steps).
 fn positive(s: &str) -> Result<f64, String> {
@@ -268,9 +272,11 @@ pub fn verify(args: &VerifyArgs, ctx: &Context) -> Result<Output, CliError> {
         for &s in &steps[i] {
             let h = s * scale;
             let (plus, minus) = shifted(i, h);
-            let lp = net.evaluate(&plus, ctx.par).loss;
-            let lm = net.evaluate(&minus, ctx.par).loss;
-            let fd = (lp - lm) / (2.0 * h);
+            net.evaluate(&plus, ctx.par);
+            let zp = net.outputs().to_vec();
+            net.evaluate(&minus, ctx.par);
+            let dl = loss_difference(loss, &zp, net.outputs(), &ds.labels);
+            let fd = dl / (2.0 * h);
             errs.push(StepErr {
                 rel_step: s,
                 err: rel((fd - gdot[i]).abs(), gdot[i].abs()),
@@ -618,6 +624,42 @@ pub fn verify(args: &VerifyArgs, ctx: &Context) -> Result<Output, CliError> {
     })
 }
 
+/// `L(θ+hu) − L(θ−hu)` from the network outputs at the two points (`plus`, `minus`, `n × c`),
+/// example by example, in forms without cancellation: for MSE
+/// `½ Σ_k (z⁺_k − z⁻_k)(z⁺_k + z⁻_k − 2[k = y])`, for cross-entropy
+/// `log1p(Σ_k p⁻_k expm1(z⁺_k − z⁻_k)) − (z⁺_y − z⁻_y)` with `p⁻ = softmax(z⁻)`. Subtracting the
+/// two losses instead loses every digit below one ulp of `L` (1e-16 for L ≈ 0.6): the whole
+/// difference when a small step (ReLU) meets a small `⟨∇L,u⟩`.
+fn loss_difference(loss: Loss, plus: &[f64], minus: &[f64], labels: &[u8]) -> f64 {
+    let n = labels.len();
+    let c = plus.len() / n.max(1);
+    let mut sum = 0.0;
+    for ((zp, zm), &y) in plus.chunks_exact(c).zip(minus.chunks_exact(c)).zip(labels) {
+        let y = y as usize;
+        sum += match loss {
+            Loss::Mse => {
+                let mut d = 0.0;
+                for k in 0..c {
+                    let target = if k == y { 1.0 } else { 0.0 };
+                    d += (zp[k] - zm[k]) * (zp[k] + zm[k] - 2.0 * target);
+                }
+                0.5 * d
+            }
+            Loss::Ce => {
+                let m = zm.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                let (mut total, mut moved) = (0.0, 0.0);
+                for k in 0..c {
+                    let e = (zm[k] - m).exp();
+                    total += e;
+                    moved += e * (zp[k] - zm[k]).exp_m1();
+                }
+                (moved / total).ln_1p() - (zp[y] - zm[y])
+            }
+        };
+    }
+    sum / n as f64
+}
+
 /// The relative steps of `grid` below a quarter of `margin` (the distance to the nearest kink
 /// in the same units, infinite for smooth activations); when none is, a quarter and a
 /// sixteenth of it.
@@ -682,6 +724,77 @@ mod tests {
             },
         ];
         assert_eq!(best(&errs).rel_step, 1e-4);
+    }
+
+    /// Per-example losses the textbook way.
+    fn losses(loss: Loss, z: &[f64], labels: &[u8]) -> Vec<f64> {
+        let c = z.len() / labels.len();
+        z.chunks_exact(c)
+            .zip(labels)
+            .map(|(z, &y)| match loss {
+                Loss::Mse => {
+                    let t = |k: usize| if k == y as usize { 1.0 } else { 0.0 };
+                    (0..c).map(|k| 0.5 * (z[k] - t(k)).powi(2)).sum()
+                }
+                Loss::Ce => z.iter().map(|v| v.exp()).sum::<f64>().ln() - z[y as usize],
+            })
+            .collect()
+    }
+
+    #[test]
+    fn loss_difference_is_exact_in_form_and_keeps_tiny_differences() {
+        let (n, c) = (50, 7);
+        let labels: Vec<u8> = (0..n).map(|i| (i * 3 % c) as u8).collect();
+        let zm: Vec<f64> = (0..n * c)
+            .map(|i| ((i * 37 % 101) as f64 - 50.0) / 25.0)
+            .collect();
+        let dir: Vec<f64> = (0..n * c)
+            .map(|i| ((i * 53 % 97) as f64 - 48.0) / 48.0)
+            .collect();
+        for loss in [Loss::Mse, Loss::Ce] {
+            // A large step: equal to the plain difference of the two losses.
+            let zp: Vec<f64> = zm.iter().zip(&dir).map(|(z, d)| z + 0.1 * d).collect();
+            let mean = |v: Vec<f64>| v.iter().sum::<f64>() / n as f64;
+            let want = mean(losses(loss, &zp, &labels)) - mean(losses(loss, &zm, &labels));
+            let got = loss_difference(loss, &zp, &zm, &labels);
+            assert!(
+                (got - want).abs() <= 1e-11 * want.abs(),
+                "{loss:?}: {got} vs {want}"
+            );
+            // A step of 1e-12: the first-order term, to 1e-9 relative, where subtracting the
+            // two losses keeps only about four digits.
+            let eps = 1e-12;
+            let zp: Vec<f64> = zm.iter().zip(&dir).map(|(z, d)| z + eps * d).collect();
+            // (The step actually taken: z⁺ − z⁻ is exact, `eps · d` is not.)
+            let taken: Vec<f64> = zp.iter().zip(&zm).map(|(p, m)| (p - m) / eps).collect();
+            let slope: f64 = zm
+                .chunks_exact(c)
+                .zip(taken.chunks_exact(c))
+                .zip(&labels)
+                .map(|((z, d), &y)| {
+                    let y = y as usize;
+                    let grad = |k: usize| match loss {
+                        Loss::Mse => z[k] - if k == y { 1.0 } else { 0.0 },
+                        Loss::Ce => {
+                            let s: f64 = z.iter().map(|v| v.exp()).sum();
+                            z[k].exp() / s - if k == y { 1.0 } else { 0.0 }
+                        }
+                    };
+                    (0..c).map(|k| grad(k) * d[k]).sum::<f64>()
+                })
+                .sum::<f64>()
+                / n as f64;
+            let got = loss_difference(loss, &zp, &zm, &labels) / eps;
+            assert!(
+                (got - slope).abs() <= 1e-9 * slope.abs(),
+                "{loss:?}: {got} vs {slope}"
+            );
+            let naive = (mean(losses(loss, &zp, &labels)) - mean(losses(loss, &zm, &labels))) / eps;
+            assert!(
+                (naive - slope).abs() > 1e-6 * slope.abs(),
+                "the naive difference is this good?"
+            );
+        }
     }
 
     #[test]

@@ -461,6 +461,11 @@ impl<T: Real> Net<T> {
     pub fn data(&self) -> &Data<T> {
         &self.data
     }
+    /// Network outputs `z_L` (`n × classes`, row-major) at the parameters of the last
+    /// [`Net::evaluate`] or [`Net::gradient`] call (zeros before the first).
+    pub fn outputs(&self) -> &[T] {
+        &self.cache.out
+    }
     pub fn kernel_path(&self) -> KernelPath {
         self.path
     }
