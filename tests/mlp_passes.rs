@@ -332,6 +332,50 @@ fn results_are_bit_identical_across_thread_counts() {
 /// The own first-layer GEMM and faer compute the same passes up to f32 rounding (three
 /// physical batches exercise the row offsets into the packed data).
 #[test]
+fn own_gemm_gauss_newton_agrees_with_faer() {
+    // The Gauss-Newton product skips the side-by-side directions; run it after a Hessian block
+    // of another size so that stale packed directions would show.
+    let s = MlpSpec::new(29, &[21, 19], 6, Activation::Tanh).unwrap();
+    let (x, y) = problem(150, 29, 6, 8);
+    let xf: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+    let p = init_params::<f32>(&s, 5).data;
+    let dirs: Vec<f32> = random_vec(3 * p.len(), 2)
+        .iter()
+        .map(|&v| v as f32)
+        .collect();
+    let run = |own_gemm: bool| {
+        let cfg = NetConfig {
+            row_block: 16,
+            chunk_rows: 40,
+            own_gemm,
+        };
+        let mut net = Net::new(&s, Loss::Ce, Data::new(xf.clone(), y.clone(), 29, 6), cfg);
+        let mut g = vec![0f32; p.len()];
+        net.gradient(&p, &mut g, Par::Seq);
+        let mut hv = vec![0f32; 3 * p.len()];
+        net.hvp(&dirs, &mut hv, 3, Curvature::Hessian, Par::Seq);
+        let mut gv = vec![0f32; 2 * p.len()];
+        net.hvp(
+            &dirs[p.len()..],
+            &mut gv,
+            2,
+            Curvature::GaussNewton,
+            Par::Seq,
+        );
+        (net.first_layer_gemm(), gv)
+    };
+    let (own, faer) = (run(true), run(false));
+    assert_eq!(faer.0, "faer");
+    let to64 = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<_>>();
+    let e = rel_err(&to64(&own.1), &to64(&faer.1));
+    assert!(
+        e < 1e-5,
+        "Gauss-Newton: relative difference {e:e} ({} vs faer)",
+        own.0
+    );
+}
+
+#[test]
 fn own_first_layer_gemm_agrees_with_faer() {
     let own = f32_passes(true, 2);
     let faer = f32_passes(false, 2);
