@@ -11,7 +11,8 @@
 //!   products, R-forward/R-backward products, column sums), dispatched on the path.
 //! - [`gemm`]: faer GEMMs on row-major buffers, cut into tiles that depend on the shape only.
 //! - [`sgemm`] (x86-64): eosbench's own f32 AVX-512 GEMM for the first layer's products, on a
-//!   data matrix packed once; faster than faer on those shapes, same results at any tiling.
+//!   data matrix packed once, and for the later layers' per-block products; faster than faer
+//!   on those shapes, same results at any tiling.
 //!
 //! Elementwise kernels are sequential and callers parallelize over row blocks; the GEMM drivers
 //! take the thread pool as an argument. Every output element is written by exactly one call and

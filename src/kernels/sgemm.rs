@@ -1,10 +1,13 @@
-//! The first layer's products in f32 on AVX-512: eosbench's own GEMM, with `X` packed once.
+//! eosbench's own f32 GEMM on AVX-512: the first layer's products with `X` packed once, and the
+//! later layers' per-block products.
 //!
 //! The first layer dominates every pass at the Figure-1 shape (`d = 3072` inputs against
 //! `h = 200` units): the forward `X·Wᵀ`, the R-forward `X·Vᵀ` and the sums `gᵀ·X` over examples
 //! are 83 % of a Hessian-vector product's FLOPs. All three read the same data matrix, so it is
 //! packed once per data set into the panel layout the micro-kernel streams ([`PackedB`]); the
-//! weights (or directions) are packed once per call.
+//! weights (or directions) are packed once per call. The later layers' small products, one
+//! block of examples at a time ([`times_packed`]), use the same kernel with their weights and
+//! directions packed once per point or product.
 //!
 //! - Micro-kernel: an `8 × 48` tile of `C` in 24 registers; per step of the inner dimension it
 //!   loads 3 vectors of packed `B` and broadcasts 8 elements of `A` read in place (8 rows of `X`,
@@ -21,7 +24,7 @@
 //!   (DESIGN §5).
 //!
 //! The safe entry points ([`pack_rows`], [`pack_transposed`], [`rows_times`],
-//! [`transposed_times`]) check shapes, and panic on CPUs without AVX-512F (ask [`available`]).
+//! [`transposed_times`], [`times_packed`]) check shapes, and panic on CPUs without AVX-512F (ask [`available`]).
 
 use crate::par::Par;
 use std::arch::x86_64::*;
