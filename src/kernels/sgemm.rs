@@ -400,37 +400,17 @@ pub fn rows_times(par: Par, a: &[f32], rows: usize, b: &PackedB, c: &mut [f32], 
         .min(rows.div_ceil(par.threads()).div_ceil(MR) * MR)
         .max(64.min(band))
         .max(1);
-    let run = |(a, c): (&[f32], &mut [f32])| {
-        let a = Operand {
-            ptr: a.as_ptr(),
-            rs: k,
-            cs: 1,
-        };
-        // SAFETY: AVX-512F is present (checked above); the band of `A` holds `c.len() / n`
-        // rows of `k` elements; `C`'s band is exclusively ours and has `n` columns, which the
-        // micro-kernel writes with masks past the last full vector.
-        unsafe {
-            sgemm_packed(
-                c.len() / n,
-                a,
-                b,
-                (0, k),
-                (0, b.panels()),
-                c.as_mut_ptr(),
-                n,
-                false,
-            )
-        }
-    };
     if n == 0 {
         return;
     }
+    // Each band is one sequential product on its own rows of `A` and `C`.
+    let run = |(a, c): (&[f32], &mut [f32])| times_packed(a, c.len() / n, b, c, false);
     par.each(a.chunks(band * k).zip(c.chunks_mut(band * n)), run);
 }
 
 /// `C (=|+=) A·B` on the calling thread for a row-major `A` of `rows × b.k()` and `C` of
-/// `rows × b.n()`: the small products of the hidden layers, one row block at a time, with `B`
-/// (weights or directions) packed once for all blocks.
+/// `rows × b.n()`: one band of [`rows_times`], or a hidden layer's product on one row block
+/// with `B` (weights or directions) packed once for all blocks.
 pub fn times_packed(a: &[f32], rows: usize, b: &PackedB, c: &mut [f32], add: bool) {
     check_available();
     let (k, n) = (b.k, b.n);
