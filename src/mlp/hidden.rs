@@ -46,7 +46,6 @@ pub(super) enum Hidden {
 
 /// Packed right operands, per layer (index 0, the first layer, stays empty).
 #[cfg(target_arch = "x86_64")]
-#[derive(Default)]
 pub(super) struct Packs {
     /// `W_lᵀ` (`hi × ho`) and `W_l` (`ho × hi`) at the current parameters.
     wt: Vec<PackedB>,

@@ -612,28 +612,21 @@ impl<T: Real> Net<T> {
                 let w = &params[slot.w_range()];
                 let bias = &params[slot.b_range()];
                 let (done, rest) = a.split_at_mut(l);
+                let at = At {
+                    l,
+                    rows,
+                    b: 1,
+                    hi,
+                    ho,
+                };
                 // (Layer 1's product is already in place.)
                 if l + 1 < nl {
                     if l > 0 {
-                        let at = At {
-                            l,
-                            rows,
-                            b: 1,
-                            hi,
-                            ho,
-                        };
                         hidden.weights(Weights::Forward, at, done[l - 1], w, rest[0]);
                     }
                     kernels::bias_act(path, act, rows, ho, rest[0], bias, s1[l], s2[l]);
                 } else {
                     if l > 0 {
-                        let at = At {
-                            l,
-                            rows,
-                            b: 1,
-                            hi,
-                            ho,
-                        };
                         hidden.weights(Weights::Forward, at, done[l - 1], w, out);
                     }
                     kernels::add_bias(path, rows, ho, out, bias);
