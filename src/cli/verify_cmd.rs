@@ -26,7 +26,7 @@
 //! million pre-activations (fc-relu on cifar10-5k) steps of `s = 1e-6` already cross some: the
 //! error then stays at O(1) for every step of the grid. So for ReLU networks each direction
 //! first gets the distance to the nearest kink along it, `min |z| / |dz/dε|` over every hidden
-//! pre-activation of every example ([`Net::kink_margin`]; about `s = 1e-7 … 2e-6` there), and
+//! pre-activation of every example ([`Net::kink_margins`]; about `s = 1e-7 … 2e-6` there), and
 //! only the steps of the grid below a quarter of it are taken; when none is, a quarter and a
 //! sixteenth of it. On fc-relu the kinks lie at s ≈ 1e-7 … 2e-6 (cifar10-5k) and 5e-8 … 9e-8
 //! (cifar10-50k); there the gradient check reaches 7e-10 and 2.4e-7 (a direction with a small
@@ -247,9 +247,7 @@ pub fn verify(args: &VerifyArgs, ctx: &Context) -> Result<Output, CliError> {
     let gdot: Vec<f64> = (0..k).map(|i| dot(&grad, u(i))).collect();
 
     // ReLU: per direction, the distance to the nearest kink, and the steps that stay inside it.
-    let margins: Vec<f64> = (0..k)
-        .map(|i| net.kink_margin(&theta, u(i), ctx.par))
-        .collect();
+    let margins = net.kink_margins(&theta, &dirs, k, ctx.par);
     let steps: Vec<Vec<f64>> = margins
         .iter()
         .map(|&m| kink_free_steps(&args.steps, m / scale))

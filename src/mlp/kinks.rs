@@ -14,39 +14,40 @@ use crate::real::Real;
 use faer::Accum;
 
 impl<T: Real> Net<T> {
-    /// The smallest `|z| / |ż|` over the hidden pre-activations `z` of every example, where
-    /// `ż = dz/dε` at `ε = 0` along `params + ε·dir` (`dir` flat, in the parameter layout): to
-    /// first order in `ε`, the longest step along `dir` that moves no unit across the kink of
-    /// ReLU. Infinite for the activations without kinks (all but ReLU) and when no
-    /// pre-activation moves. The forward and its derivative along `dir` run in physical
-    /// batches of [`super::NetConfig::chunk_rows`] examples; the result does not depend on the
-    /// thread count.
-    pub fn kink_margin(&self, params: &[T], dir: &[T], par: Par) -> f64 {
+    /// For each of the `b` directions in `dirs` (flat, back to back, in the parameter layout):
+    /// the smallest `|z| / |ż|` over the hidden pre-activations `z` of every example, where
+    /// `ż = dz/dε` at `ε = 0` along `params + ε·dir`. To first order in `ε`, that is the longest
+    /// step along the direction that moves no unit across the kink of ReLU. Infinite for the
+    /// activations without kinks (all but ReLU) and when no pre-activation moves. The forward
+    /// (once for all directions) and its derivatives run in physical batches of
+    /// [`super::NetConfig::chunk_rows`] examples; the result does not depend on the thread
+    /// count.
+    pub fn kink_margins(&self, params: &[T], dirs: &[T], b: usize, par: Par) -> Vec<f64> {
         let p = self.layout.len;
         assert_eq!(
             params.len(),
             p,
-            "kink_margin: params has {} entries, not {p}",
+            "kink_margins: params has {} entries, not {p}",
             params.len()
         );
         assert_eq!(
-            dir.len(),
-            p,
-            "kink_margin: dir has {} entries, not {p}",
-            dir.len()
+            dirs.len(),
+            b * p,
+            "kink_margins: dirs has {} entries, not {b} × {p}",
+            dirs.len()
         );
+        let mut margins = vec![f64::INFINITY; b];
         if self.spec.activation != Activation::Relu {
-            return f64::INFINITY;
+            return margins;
         }
         let (dims, n) = (&self.dims, self.data.n);
         let hidden = dims.len() - 2;
         let chunk = self.cfg.chunk_rows.clamp(1, n.max(1));
-        let mut margin = f64::INFINITY;
         let mut r0 = 0;
         while r0 < n {
             let len = chunk.min(n - r0);
-            // `(a, ȧ)` of the previous hidden layer; the input's `ȧ` is zero.
-            let mut prev: Option<(Vec<T>, Vec<T>)> = None;
+            // `a` of the previous hidden layer and `ȧ` per direction; the input's `ȧ` is zero.
+            let mut prev: Option<(Vec<T>, Vec<Vec<T>>)> = None;
             for l in 0..hidden {
                 let slot = self.layout.layers[l];
                 let (hi, ho) = (dims[l], dims[l + 1]);
@@ -64,34 +65,50 @@ impl<T: Real> Net<T> {
                     );
                 };
                 let mut z = vec![T::ZERO; len * ho];
-                let mut zd = vec![T::ZERO; len * ho];
                 times_wt(&mut z, Accum::Replace, input, &params[slot.w_range()]);
-                times_wt(&mut zd, Accum::Replace, input, &dir[slot.w_range()]);
-                if let Some((_, ad)) = &prev {
-                    times_wt(&mut zd, Accum::Add, ad, &params[slot.w_range()]);
-                }
-                let (b, c) = (&params[slot.b_range()], &dir[slot.b_range()]);
-                for (zr, zdr) in z.chunks_exact_mut(ho).zip(zd.chunks_exact_mut(ho)) {
-                    for k in 0..ho {
-                        zr[k] += b[k];
-                        zdr[k] += c[k];
-                        let (v, dv) = (zr[k].to_f64(), zdr[k].to_f64());
-                        if dv != 0.0 {
-                            margin = margin.min(v.abs() / dv.abs());
-                        }
-                        // ReLU: a = max(z, 0), ȧ = ż where z > 0.
-                        if v > 0.0 {
-                            continue;
-                        }
-                        zr[k] = T::ZERO;
-                        zdr[k] = T::ZERO;
+                let bias = &params[slot.b_range()];
+                for zr in z.chunks_exact_mut(ho) {
+                    for (v, &c) in zr.iter_mut().zip(bias) {
+                        *v += c;
                     }
                 }
-                prev = Some((z, zd));
+                let mut dots = Vec::with_capacity(b);
+                for (j, margin) in margins.iter_mut().enumerate() {
+                    let dir = &dirs[j * p..(j + 1) * p];
+                    let mut zd = vec![T::ZERO; len * ho];
+                    times_wt(&mut zd, Accum::Replace, input, &dir[slot.w_range()]);
+                    if let Some((_, ad)) = &prev {
+                        times_wt(&mut zd, Accum::Add, &ad[j], &params[slot.w_range()]);
+                    }
+                    let c = &dir[slot.b_range()];
+                    for (zr, zdr) in z.chunks_exact(ho).zip(zd.chunks_exact_mut(ho)) {
+                        for k in 0..ho {
+                            zdr[k] += c[k];
+                            let (v, dv) = (zr[k].to_f64(), zdr[k].to_f64());
+                            if dv != 0.0 {
+                                *margin = margin.min(v.abs() / dv.abs());
+                            }
+                            // ReLU: ȧ = ż where z > 0.
+                            if v > 0.0 {
+                                continue;
+                            }
+                            zdr[k] = T::ZERO;
+                        }
+                    }
+                    dots.push(zd);
+                }
+                // ReLU: a = max(z, 0).
+                for v in z.iter_mut() {
+                    if v.to_f64() > 0.0 {
+                        continue;
+                    }
+                    *v = T::ZERO;
+                }
+                prev = Some((z, dots));
             }
             r0 += len;
         }
-        margin
+        margins
     }
 }
 
@@ -147,18 +164,36 @@ mod tests {
         (spec, net, theta, u)
     }
 
+    /// The margin along one direction.
+    fn margin<T: crate::real::Real>(net: &Net<T>, theta: &[T], u: &[T]) -> f64 {
+        net.kink_margins(theta, u, 1, crate::par::Par::Seq)[0]
+    }
+
     #[test]
-    fn relu_margin_matches_the_plain_twin_over_batches_and_threads() {
+    fn relu_margins_match_the_plain_twin_over_batches_directions_and_threads() {
         for hidden in [&[7][..], &[7, 5, 4]] {
             let (spec, net, theta, u) = setup(Activation::Relu, hidden);
-            let want = twin(&spec, &net.data().x, 6, &theta, &u);
-            assert!(want.is_finite() && want > 0.0);
+            // A block of two directions: `u` and another one.
+            let mut dirs = u.clone();
+            dirs.extend(
+                u.iter()
+                    .enumerate()
+                    .map(|(i, v)| v * ((i % 5) as f64 - 2.0)),
+            );
+            let p = u.len();
+            let want: Vec<f64> = (0..2)
+                .map(|j| twin(&spec, &net.data().x, 6, &theta, &dirs[j * p..(j + 1) * p]))
+                .collect();
+            assert!(want.iter().all(|w| w.is_finite() && *w > 0.0));
+            assert!(want[0] != want[1]);
             for threads in [1, 3] {
-                let got = with_threads(threads, |par| net.kink_margin(&theta, &u, par));
-                assert!(
-                    (got - want).abs() <= 1e-12 * want,
-                    "{hidden:?}, {threads} threads: {got} vs {want}"
-                );
+                let got = with_threads(threads, |par| net.kink_margins(&theta, &dirs, 2, par));
+                for (g, w) in got.iter().zip(&want) {
+                    assert!(
+                        (g - w).abs() <= 1e-12 * w,
+                        "{hidden:?}, {threads} threads: {got:?} vs {want:?}"
+                    );
+                }
             }
         }
     }
@@ -168,7 +203,7 @@ mod tests {
         // With one hidden layer every pre-activation is affine in ε, so the first-order
         // margin is exact: just inside it no sign changes, just outside one does.
         let (spec, net, theta, u) = setup(Activation::Relu, &[9]);
-        let m = net.kink_margin(&theta, &u, crate::par::Par::Seq);
+        let m = margin(&net, &theta, &u);
         let signs = |eps: f64| -> Vec<bool> {
             let moved: Vec<f64> = theta.iter().zip(&u).map(|(t, d)| t + eps * d).collect();
             let slot = spec.layout().layers[0];
@@ -200,13 +235,10 @@ mod tests {
             Activation::Linear,
         ] {
             let (_, net, theta, u) = setup(act, &[7, 5]);
-            assert_eq!(
-                net.kink_margin(&theta, &u, crate::par::Par::Seq),
-                f64::INFINITY
-            );
+            assert_eq!(margin(&net, &theta, &u), f64::INFINITY);
         }
         let (spec, net, theta, u) = setup(Activation::Relu, &[7, 5]);
-        let m64 = net.kink_margin(&theta, &u, crate::par::Par::Seq);
+        let m64 = margin(&net, &theta, &u);
         let ds = net.data();
         let x32: Vec<f32> = ds.x.iter().map(|&v| v as f32).collect();
         let net32 = Net::new(
@@ -220,7 +252,7 @@ mod tests {
             .zip(&u)
             .map(|(&t, &d)| (t as f32, d as f32))
             .unzip();
-        let m32 = net32.kink_margin(&t32, &u32, crate::par::Par::Seq);
+        let m32 = margin(&net32, &t32, &u32);
         assert!((m32 - m64).abs() <= 1e-3 * m64, "{m32} vs {m64}");
     }
 }
