@@ -6,10 +6,11 @@
 //! `cargo bench --bench kernels -- --profile-time 10` — flamegraphs under target/criterion.
 //! On AVX-512 CPUs the passes run the first layer's products, and the later layers' products
 //! per row block, on eosbench's own GEMM; the `-faer` entries (gradient, HVP b = 1 and 4) run
-//! the same passes with all of them on faer, and `roof-own` is the
-//! gradient's GEMMs with the first layer's two on the own GEMM. `roof-hvp-b1` and `roof-hvp-b4`
-//! are the GEMMs of a Hessian-vector product for 1 and 4 directions alone, at the shapes the
-//! passes use (first layer on the own GEMM): the block ratio the GEMMs themselves allow.
+//! the same passes with all of them on faer, and `roof-own` is the gradient's GEMMs with the
+//! first layer's two on the own GEMM (the whole-batch products of the later layers on faer).
+//! `roof-hvp-b1` and `roof-hvp-b4` are the GEMMs of a Hessian-vector product for 1 and 4
+//! directions alone, at the shapes the passes use (first layer on the own GEMM): the block
+//! ratio the GEMMs themselves allow.
 //! Throughput is in FLOP/s of the GEMMs each pass performs (criterion's "elem/s"); the group
 //! `kernels/peak` measures the f32 FMA peak of the machine (independent FMA chains, no memory
 //! traffic) at the same thread counts, the ceiling every rate here is a fraction of.
