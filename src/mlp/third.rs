@@ -277,20 +277,10 @@ impl<T: Real> Net<T> {
                 }
                 let t = |m| view(m, len, ho).transpose();
                 gemm_par(par, view_mut(ow, ho, hi), acc0, t(r2g), input);
-                gemm_par(
-                    par,
-                    view_mut(ow, ho, hi),
-                    Accum::Add,
-                    t(rg2),
-                    view(ra, len, hi),
-                );
-                gemm_par(
-                    par,
-                    view_mut(ow, ho, hi),
-                    Accum::Add,
-                    t(g),
-                    view(r2a, len, hi),
-                );
+                for (left, right) in [(&*rg2, ra), (g, r2a)] {
+                    let right = view(right, len, hi);
+                    gemm_par(par, view_mut(ow, ho, hi), Accum::Add, t(left), right);
+                }
             }
             col_sums(self.path, len, ho, r2g, ho, ob, !first);
         }
