@@ -375,6 +375,51 @@ fn own_gemm_gauss_newton_agrees_with_faer() {
     );
 }
 
+/// The own GEMM's sums read the cached state packed once per gradient: after a gradient at a
+/// second point (and an evaluation at a third, which the products must not see), a block of
+/// Hessian products agrees with faer's on a net that only saw the second point.
+#[test]
+fn own_gemm_products_follow_the_cached_state() {
+    let s = MlpSpec::new(29, &[21, 19], 6, Activation::Tanh).unwrap();
+    let (x, y) = problem(150, 29, 6, 9);
+    let xf: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+    let p: Vec<f32> = init_params::<f32>(&s, 5).data;
+    let shift = |seed: u64| -> Vec<f32> {
+        let u = random_vec(p.len(), seed);
+        p.iter().zip(&u).map(|(a, b)| a + 0.3 * *b as f32).collect()
+    };
+    let (p2, p3) = (shift(6), shift(7));
+    let dirs: Vec<f32> = random_vec(3 * p.len(), 4)
+        .iter()
+        .map(|&v| v as f32)
+        .collect();
+    let cfg = |own_gemm| NetConfig {
+        row_block: 16,
+        chunk_rows: 40,
+        own_gemm,
+    };
+    let data = || Data::new(xf.clone(), y.clone(), 29, 6);
+    let mut g = vec![0f32; p.len()];
+    let mut own = Net::new(&s, Loss::Mse, data(), cfg(true));
+    let mut hv = vec![0f32; 3 * p.len()];
+    own.gradient(&p, &mut g, Par::Seq);
+    own.hvp(&dirs, &mut hv, 3, Curvature::Hessian, Par::Seq);
+    own.evaluate(&p3, Par::Seq);
+    own.gradient(&p2, &mut g, Par::Seq);
+    own.hvp(&dirs, &mut hv, 3, Curvature::Hessian, Par::Seq);
+    let mut faer = Net::new(&s, Loss::Mse, data(), cfg(false));
+    let mut want = vec![0f32; 3 * p.len()];
+    faer.gradient(&p2, &mut g, Par::Seq);
+    faer.hvp(&dirs, &mut want, 3, Curvature::Hessian, Par::Seq);
+    let to64 = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<_>>();
+    let e = rel_err(&to64(&hv), &to64(&want));
+    assert!(
+        e < 1e-5,
+        "Hessian block after a new gradient: relative difference {e:e} ({} vs faer)",
+        own.first_layer_gemm()
+    );
+}
+
 #[test]
 fn own_first_layer_gemm_agrees_with_faer() {
     let own = f32_passes(true, 2);

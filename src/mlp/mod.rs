@@ -48,7 +48,7 @@ use crate::par::Par;
 use crate::real::Real;
 use faer::Accum;
 use first::FirstLayer;
-use hidden::{At, Hidden, Weights};
+use hidden::{At, Cached, Hidden, Weights};
 use std::time::Instant;
 
 /// A labelled data set in the kernel precision: `x` is `n × d`, row-major.
@@ -385,7 +385,8 @@ pub struct Net<T> {
     c_stack: Vec<Vec<T>>,
     /// Side-by-side direction weights per layer: `ho × (b·hi)`.
     v_side: Vec<Vec<T>>,
-    /// Result accumulators, same layouts.
+    /// Result accumulators: the stacked layouts, and the Hessian's second weight term
+    /// `r_aᵀ·g` per layer, `(b·hi) × ho` (the transpose of the side-by-side layout).
     hv_stack: Vec<Vec<T>>,
     hb_stack: Vec<Vec<T>>,
     hv_side: Vec<Vec<T>>,
@@ -532,6 +533,11 @@ impl<T: Real> Net<T> {
         let t0 = Instant::now();
         self.stack_directions(dirs, b, curv);
         self.times.hvp_copy += t0.elapsed().as_secs_f64();
+        let t0 = Instant::now();
+        let cache = &self.cache;
+        self.hidden
+            .pack_state(&self.dims, self.data.n, &cache.a, &cache.g);
+        self.times.hvp_reduce += t0.elapsed().as_secs_f64();
         let n = self.data.n;
         let chunk = self.chunk_len();
         let mut r0 = 0;
@@ -571,6 +577,7 @@ impl<T: Real> Net<T> {
     /// backward recursion through the weights with the `g`/`e` caches.
     #[inline(never)]
     fn run_local(&mut self, backward: bool, par: Par) {
+        self.hidden.invalidate_state();
         // Layer 1's `X·W_1ᵀ` first, for all examples (bias and activation follow per block).
         {
             let (n, d, h1) = (self.data.n, self.dims[0], self.dims[1]);
@@ -680,6 +687,7 @@ impl<T: Real> Net<T> {
                 self.first
                     .sum(par, g, ho, data, (0, n), wpart, Accum::Replace);
             } else {
+                // (faer: packing `a_{l−1}` for one product would cost what it saves.)
                 gemm_par(
                     par,
                     view_mut(wpart, ho, hi),
@@ -858,21 +866,27 @@ impl<T: Real> Net<T> {
                 self.first.sum(par, rg, b * ho, data, (r0, rows), hv, acc0);
                 self.times.hvp_reduce_first += t0.elapsed().as_secs_f64();
             } else {
-                gemm_par(
+                self.hidden.sum(
                     par,
-                    view_mut(hv, b * ho, hi),
+                    (Cached::Input, l),
+                    (rg, b * ho),
+                    (cache.input(data, dims, l, r0, rows), hi),
+                    (r0, rows),
+                    hv,
                     acc0,
-                    view(rg, rows, b * ho).transpose(),
-                    view(cache.input(data, dims, l, r0, rows), rows, hi),
                 );
             }
             if curv == Curvature::Hessian && l > 0 {
-                gemm_par(
+                // `r_aᵀ·g`, the transpose of the term `gᵀ·r_a`: its wide side (`b·hi`) is
+                // the rows, which the own GEMM tiles without a partial panel.
+                self.hidden.sum(
                     par,
-                    view_mut(&mut self.hv_side[l][..ho * b * hi], ho, b * hi),
+                    (Cached::Grad, l),
+                    (&rwork.ra[l - 1][..rows * b * hi], b * hi),
+                    (rows_of(&cache.g[l], r0, rows, ho), ho),
+                    (r0, rows),
+                    &mut self.hv_side[l],
                     acc0,
-                    view(rows_of(&cache.g[l], r0, rows, ho), rows, ho).transpose(),
-                    view(&rwork.ra[l - 1][..rows * b * hi], rows, b * hi),
                 );
             }
             let hb = &mut self.hb_stack[l][..b * ho];
@@ -891,12 +905,12 @@ impl<T: Real> Net<T> {
                     .copy_from_slice(&self.hv_stack[l][j * ho * hi..(j + 1) * ho * hi]);
                 o[slot.b_range()].copy_from_slice(&self.hb_stack[l][j * ho..(j + 1) * ho]);
                 if curv == Curvature::Hessian && l > 0 {
-                    let side = &self.hv_side[l];
+                    // Row `j·hi + i` of the side sum holds column `i` of direction `j`.
+                    let side = &self.hv_side[l][j * hi * ho..(j + 1) * hi * ho];
                     let ow = &mut o[slot.w_range()];
-                    for r in 0..ho {
-                        let src = &side[r * b * hi + j * hi..r * b * hi + (j + 1) * hi];
-                        for (d, s) in ow[r * hi..(r + 1) * hi].iter_mut().zip(src) {
-                            *d += *s;
+                    for (i, col) in side.chunks_exact(ho).enumerate() {
+                        for (r, s) in col.iter().enumerate() {
+                            ow[r * hi + i] += *s;
                         }
                     }
                 }
