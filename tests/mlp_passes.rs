@@ -563,15 +563,17 @@ fn third_order_matches_the_reference_twin() {
 }
 
 /// Depths other than two hidden layers: none (an affine model under cross-entropy, whose
-/// third derivative comes from the loss alone) and three.
+/// third derivative comes from the loss alone) and three of unequal widths (GELU's cached `z`
+/// and `da` per layer).
 #[test]
 fn third_order_matches_the_reference_twin_at_other_depths() {
-    for (hidden, loss) in [
-        (&[][..], Loss::Ce),
-        (&[6, 4, 5][..], Loss::Mse),
-        (&[6, 4, 5][..], Loss::Ce),
+    for (hidden, loss, act) in [
+        (&[][..], Loss::Ce, Activation::Tanh),
+        (&[6, 4, 5][..], Loss::Mse, Activation::Tanh),
+        (&[6, 4, 5][..], Loss::Ce, Activation::Tanh),
+        (&[6, 4, 5][..], Loss::Mse, Activation::Gelu),
     ] {
-        let s = MlpSpec::new(5, hidden, 3, Activation::Tanh).unwrap();
+        let s = MlpSpec::new(5, hidden, 3, act).unwrap();
         let (x, y) = problem(33, 5, 3, 13);
         let p: Vec<f64> = init_params::<f64>(&s, 6)
             .data
@@ -585,8 +587,11 @@ fn third_order_matches_the_reference_twin_at_other_depths() {
         let mut t = vec![f64::NAN; p.len()];
         net.third_order(&u, &mut t, Par::Seq);
         let t_ref = reference::third_order(&s, loss, &x, &y, &p, &u);
-        assert!(t_ref.iter().any(|v| v.abs() > 1e-6), "{hidden:?} {loss}");
+        assert!(
+            t_ref.iter().any(|v| v.abs() > 1e-6),
+            "{hidden:?} {loss} {act}"
+        );
         let e = rel_err(&t, &t_ref);
-        assert!(e < 1e-12, "{hidden:?} {loss}: third-order err {e}");
+        assert!(e < 1e-12, "{hidden:?} {loss} {act}: third-order err {e}");
     }
 }

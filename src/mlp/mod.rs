@@ -158,6 +158,11 @@ struct Cache<T> {
     out: Vec<T>,
     /// Softmax probabilities (cross-entropy only; empty otherwise).
     prob: Vec<T>,
+    /// GELU only (no layers otherwise): per hidden layer the pre-activation `z` without its
+    /// bias and the backward `da`, `n × h` each, for the third derivative `σ'''(z) ⊙ da` of
+    /// [`Net::third_order`] (the other activations have it from `a`, `s1`, `e` and `g`).
+    gelu_z: Vec<Vec<T>>,
+    gelu_da: Vec<Vec<T>>,
     /// Per-block scratch, `row_block × max h`.
     da: Vec<Vec<T>>,
     /// Per-block (Σ loss, number correct).
@@ -173,6 +178,8 @@ struct BlockMut<'a, T> {
     s2: Vec<&'a mut [T]>,
     e: Vec<&'a mut [T]>,
     g: Vec<&'a mut [T]>,
+    gelu_z: Vec<&'a mut [T]>,
+    gelu_da: Vec<&'a mut [T]>,
     out: &'a mut [T],
     prob: &'a mut [T],
     da: &'a mut [T],
@@ -238,11 +245,12 @@ fn rows_of<T>(buf: &[T], r0: usize, rows: usize, width: usize) -> &[T] {
 }
 
 impl<T: Real> Cache<T> {
-    fn new(dims: &[usize], n: usize, rb: usize, ce: bool) -> Self {
+    fn new(dims: &[usize], n: usize, rb: usize, ce: bool, gelu: bool) -> Self {
         let nl = dims.len() - 1;
         let hmax = widest(dims);
         let nblocks = n.div_ceil(rb);
         let hid = || -> Vec<Vec<T>> { (1..nl).map(|l| vec![T::ZERO; n * dims[l]]).collect() };
+        let gelu_hid = || if gelu { hid() } else { Vec::new() };
         Cache {
             a: hid(),
             s1: hid(),
@@ -255,6 +263,8 @@ impl<T: Real> Cache<T> {
             } else {
                 Vec::new()
             },
+            gelu_z: gelu_hid(),
+            gelu_da: gelu_hid(),
             da: (0..nblocks).map(|_| vec![T::ZERO; rb * hmax]).collect(),
             stats: vec![(0.0, 0); nblocks],
         }
@@ -295,6 +305,8 @@ impl<T: Real> Cache<T> {
                 s2: Vec::with_capacity(nl),
                 e: Vec::with_capacity(nl),
                 g: Vec::with_capacity(nl),
+                gelu_z: Vec::new(),
+                gelu_da: Vec::new(),
                 out,
                 prob,
                 da,
@@ -307,6 +319,12 @@ impl<T: Real> Cache<T> {
         deal(&mut self.s2, widths, n, rb, |s, p| blocks[s].s2.push(p));
         deal(&mut self.e, widths, n, rb, |s, p| blocks[s].e.push(p));
         deal(&mut self.g, widths, n, rb, |s, p| blocks[s].g.push(p));
+        deal(&mut self.gelu_z, widths, n, rb, |s, p| {
+            blocks[s].gelu_z.push(p)
+        });
+        deal(&mut self.gelu_da, widths, n, rb, |s, p| {
+            blocks[s].gelu_da.push(p)
+        });
         blocks
     }
 }
@@ -416,7 +434,8 @@ impl<T: Real> Net<T> {
         assert_eq!(data.classes, spec.output_dim, "classes vs network output");
         assert!(cfg.row_block > 0 && cfg.chunk_rows > 0);
         let dims = spec.dims();
-        let cache = Cache::new(&dims, data.n, cfg.row_block, loss == Loss::Ce);
+        let gelu = spec.activation == Activation::Gelu;
+        let cache = Cache::new(&dims, data.n, cfg.row_block, loss == Loss::Ce, gelu);
         let first = FirstLayer::new::<T>(&cfg, path);
         let hidden = Hidden::new(&first, dims.len() - 1);
         Net {
@@ -608,6 +627,8 @@ impl<T: Real> Net<T> {
                 mut s2,
                 mut e,
                 mut g,
+                mut gelu_z,
+                mut gelu_da,
                 out,
                 prob,
                 da,
@@ -630,6 +651,9 @@ impl<T: Real> Net<T> {
                 if l + 1 < nl {
                     if l > 0 {
                         hidden.weights(Weights::Forward, at, done[l - 1], w, rest[0]);
+                    }
+                    if let Some(z) = gelu_z.get_mut(l) {
+                        z.copy_from_slice(rest[0]);
                     }
                     kernels::bias_act(path, act, rows, ho, rest[0], bias, s1[l], s2[l]);
                 } else {
@@ -665,6 +689,9 @@ impl<T: Real> Net<T> {
                         ho,
                     };
                     hidden.weights(Weights::Backward, at, hi_g[0], w, da);
+                    if let Some(keep) = gelu_da.get_mut(l - 1) {
+                        keep.copy_from_slice(da);
+                    }
                     kernels::bwd_act(path, da, s1[l - 1], s2[l - 1], lo[l - 1], e[l - 1]);
                 }
             }

@@ -15,16 +15,18 @@
 //!   `r2_g_{l−1} = σ'''·da ⊙ r_z² + e ⊙ r2_z + 2 s2 ⊙ r_z ⊙ r_da + s1 ⊙ r2_da`,
 //!   with the cached `g_{l−1} = s1 ⊙ da` and `e = s2 ⊙ da`. The factor `σ''' ⊙ da` comes from the
 //!   cache too: `(6a² − 2) ⊙ g` for tanh, `(1 − 2 s1) ⊙ e` for softplus, 0 for relu and linear;
-//!   GELU (`σ''' = zφ(z)(z² − 4)`) recomputes `z` and `da` by one more product each.
+//!   GELU (`σ''' = zφ(z)(z² − 4)`) reads the `z` and `da` that its forward and backward passes
+//!   keep (two more `n × h` arrays per hidden layer, for GELU only).
 //!
 //! Organised as the HVP: per physical batch, the first layer's `X·U_1ᵀ` for the whole batch,
 //! then the example-local passes block by block (one task per row block, so a block's
 //! temporaries stay in cache), then one GEMM per term of the sums over the batch. The first
 //! layer costs what it costs in an HVP (`X·U_1ᵀ` and `r2_g_1ᵀX`, the two largest products); the
 //! other layers about twice as much. At the Figure-1 shape (tanh, f32) a product took 89 ms
-//! against 73 ms for an HVP at 1 thread and 47 against 38 at 2 (1.22×); GELU, which recomputes
-//! `z` and `da`, about 1.9×. No split that sets a summation order depends on the thread count,
-//! so results are bit-identical for every thread count.
+//! against 73 ms for an HVP at 1 thread and 47 against 38 at 2 (1.22×); GELU 91 against 73
+//! (1.25×; 140 ms when it recomputed `z` and `da` by two more products). No split that sets a
+//! summation order depends on the thread count, so results are bit-identical for every thread
+//! count.
 
 use super::{layer, output_rgrad, rows_of, widest, Net, RBlockMut, RWork, State};
 use crate::kernels::act::INV_SQRT_2PI;
@@ -37,29 +39,26 @@ use faer::Accum;
 
 /// Temporaries of one physical batch for one direction, sized once per net (the batch and
 /// block sizes are fixed): the R-quantities `r_z`, `r_a`, `r_g` with the blocks' `r_da` in
-/// `r`, the R²-quantities `r2_z`, `r2_a`, `r2_g` with the blocks' `r2_da` and GELU's `z` and
-/// `da` in `r2`.
+/// `r`, the R²-quantities `r2_z`, `r2_a`, `r2_g` with the blocks' `r2_da` and `σ''' ⊙ da` in
+/// `r2`.
 #[derive(Default)]
 pub(super) struct ThirdWork<T> {
     r: RWork<T>,
     r2: RWork<T>,
     /// `2 r_g` of one layer for its sums, batch × widest layer.
     rg2: Vec<T>,
-    /// GELU only: the first layer's `z` for the batch.
-    z1: Vec<T>,
     /// `2 U_l` per layer (doubling is exact).
     u2: Vec<Vec<T>>,
 }
 
 impl<T: Real> ThirdWork<T> {
-    fn ensure(&mut self, dims: &[usize], rows: usize, rb: usize, gelu: bool) {
+    fn ensure(&mut self, dims: &[usize], rows: usize, rb: usize) {
         if !self.r.rz.is_empty() {
             return;
         }
         self.r = RWork::new(dims, rows, rb, 1, 1);
-        self.r2 = RWork::new(dims, rows, rb, 1, 3);
+        self.r2 = RWork::new(dims, rows, rb, 1, 2);
         self.rg2 = vec![T::ZERO; rows * widest(dims)];
-        self.z1 = vec![T::ZERO; if gelu { rows * dims[1] } else { 0 }];
     }
 }
 
@@ -84,9 +83,8 @@ impl<T: Real> Net<T> {
             return;
         }
         let chunk = self.chunk_len();
-        let gelu = self.spec.activation == Activation::Gelu;
         let mut w = std::mem::take(&mut self.third);
-        w.ensure(&self.dims, chunk, self.cfg.row_block, gelu);
+        w.ensure(&self.dims, chunk, self.cfg.row_block);
         w.u2 = (0..nl)
             .map(|l| {
                 u[self.layout.layers[l].w_range()]
@@ -106,8 +104,8 @@ impl<T: Real> Net<T> {
     }
 
     /// The example-local passes over the examples `r0 .. r0 + len`: the first layer's `X·U_1ᵀ`
-    /// (and GELU's `X·W_1ᵀ`) for the whole batch, then block by block the R- and R²-forward,
-    /// the output and the R- and R²-backward down to the first layer.
+    /// for the whole batch, then block by block the R- and R²-forward, the output and the R-
+    /// and R²-backward down to the first layer.
     #[inline(never)]
     fn third_local(&mut self, w: &mut ThirdWork<T>, u: &[T], r0: usize, len: usize, par: Par) {
         let (h1, d) = (self.dims[1], self.data.d);
@@ -116,12 +114,6 @@ impl<T: Real> Net<T> {
         let rz0 = &mut w.r.rz[0][..len * h1];
         self.first
             .times_wt(par, x, len, d, &u[slot0.w_range()], h1, rz0);
-        if !w.z1.is_empty() {
-            let z1 = &mut w.z1[..len * h1];
-            self.first
-                .times_wt(par, x, len, d, &self.params[slot0.w_range()], h1, z1);
-            kernels::add_bias(self.path, len, h1, z1, &self.params[slot0.b_range()]);
-        }
         let (dims, layout, params, data, cache) = (
             &self.dims,
             &self.layout,
@@ -134,7 +126,7 @@ impl<T: Real> Net<T> {
         let rb = self.cfg.row_block;
         let inv_n = T::ONE / T::from_usize(data.n);
         let hmax = widest(dims);
-        let ThirdWork { r, r2, u2, z1, .. } = w;
+        let ThirdWork { r, r2, u2, .. } = w;
         let run = |(s, (blk, blk2)): (usize, (RBlockMut<'_, T>, RBlockMut<'_, T>))| {
             let RBlockMut {
                 mut rz,
@@ -151,7 +143,7 @@ impl<T: Real> Net<T> {
             let q0 = r0 + s * rb;
             let rows = rb.min(r0 + len - q0);
             let (r2da, rest) = scratch.split_at_mut(rb * hmax);
-            let (zh, da) = rest.split_at_mut(rb * hmax);
+            let zh = &mut rest[..rb * hmax];
             // R- and R²-forward (r2_z_1 = 0: r_a_0 = r2_a_0 = 0).
             for l in 0..nl {
                 let slot = layout.layers[l];
@@ -208,20 +200,15 @@ impl<T: Real> Net<T> {
                 layer::rbackward(rows, 1, hi, ho, rgl, g, wl, Some(ul), rda);
                 layer::rbackward(rows, 1, hi, ho, r2gl, rgl, wl, Some(&u2[l]), r2da);
                 let h = l - 1;
-                let (zh, da) = (&mut zh[..rows * hi], &mut da[..rows * hi]);
-                if act == Activation::Gelu {
-                    // GELU's third derivative needs z_h = a_{h-1}·W_hᵀ + b_h and da = g_l·W_l.
-                    if h == 0 {
-                        zh.copy_from_slice(rows_of(z1, q0 - r0, rows, hi));
-                    } else {
-                        let sh = layout.layers[h];
-                        let input = cache.input(data, dims, h, q0, rows);
-                        layer::forward(rows, dims[h], hi, input, &params[sh.w_range()], zh);
-                        kernels::add_bias(path, rows, hi, zh, &params[sh.b_range()]);
-                    }
-                    layer::backward(rows, hi, ho, g, wl, da);
-                }
+                let zh = &mut zh[..rows * hi];
                 let at = q0 * hi..(q0 + rows) * hi;
+                let mut da: &[T] = &[];
+                if act == Activation::Gelu {
+                    // GELU's third derivative needs z_h (cached without its bias) and da.
+                    zh.copy_from_slice(&cache.gelu_z[h][at.clone()]);
+                    kernels::add_bias(path, rows, hi, zh, &params[layout.layers[h].b_range()]);
+                    da = &cache.gelu_da[h][at.clone()];
+                }
                 let (s1, s2) = (&cache.s1[h][at.clone()], &cache.s2[h][at.clone()]);
                 let e = &cache.e[h][at.clone()];
                 s3da(act, &cache.a[h][at.clone()], &cache.g[h][at], e, s1, zh, da);
@@ -306,7 +293,8 @@ fn ce_third<T: Real>(rows: usize, c: usize, prob: &[T], rz: &[T], inv_n: T, r2g:
 
 /// `out = σ''' ⊙ da` of a hidden layer from the cached `a`, `g = s1 ⊙ da`, `e = s2 ⊙ da`
 /// and `s1`: `(6a² − 2) ⊙ g` for tanh, `(1 − 2 s1) ⊙ e` for softplus, 0 for relu and linear.
-/// GELU passes its recomputed `z` in `out` and `da`: `zφ(z)(z² − 4) ⊙ da`, in place.
+/// GELU passes its cached `z` (with the bias) in `out` and `da`: `zφ(z)(z² − 4) ⊙ da`, in
+/// place.
 fn s3da<T: Real>(act: Activation, a: &[T], g: &[T], e: &[T], s1: &[T], out: &mut [T], da: &[T]) {
     let two = T::from_f64(2.0);
     match act {
