@@ -1080,8 +1080,7 @@ pub mod flops {
 
     /// One third-order product `∇³L[u, u]` ([`super::Net::third_order`]): `X·U_1ᵀ` and
     /// `r2_g_1ᵀX`; for `l ≥ 2` the R- and R²-forward (`r_a·Wᵀ`, `a·Uᵀ`, `r2_a·Wᵀ`, `r_a·(2U)ᵀ`),
-    /// the backward (`r_g·W`, `g·U`, `r2_g·W`, `r_g·(2U)`) and three sums. GELU's recomputation
-    /// of `z` and `da` is not counted.
+    /// the backward (`r_g·W`, `g·U`, `r2_g·W`, `r_g·(2U)`) and three sums.
     pub fn third_order(spec: &MlpSpec, n: usize) -> f64 {
         let (f, r) = first_and_rest(spec);
         n as f64 * (4.0 * f + 22.0 * r)
