@@ -444,11 +444,13 @@ pub fn times_packed(a: &[f32], rows: usize, b: &PackedB, c: &mut [f32], add: boo
 const TILE_PANELS: usize = 8;
 
 /// `C (=|+=) Gᵀ·B[k0 .. k0+rows]` for a row-major `G` of `rows × m` (rows = examples) and `C`
-/// of `m × b.n()`: the first layer's sums over the examples `k0 .. k0+rows` of a packed `X`.
+/// of `m × b.n()`: the first layer's sums over the examples `k0 .. k0+rows` of a packed `X`,
+/// and the later layers' sums over examples of a packed cached `a` or `g`.
 ///
 /// `C` is cut into tiles of all `m` rows (each tile streams its columns of `X` once for every
-/// direction of a block) and `TILE_PANELS` (8) panels, plus row tiles when that gives fewer
-/// tiles than the pool has threads; one task per tile on the pool of `par`. The tiling may
+/// direction of a block) and `TILE_PANELS` (8) panels, plus row tiles (of at least 16 rows)
+/// when that gives fewer tiles than the pool has threads: a later layer's sum (`n = 200`) is
+/// one column tile, so its tasks are row tiles. One task per tile on the pool of `par`. The tiling may
 /// follow the thread count because the result does not depend on it (see the module doc).
 #[allow(clippy::too_many_arguments)]
 pub fn transposed_times(
@@ -476,7 +478,7 @@ pub fn transposed_times(
     }
     let panels = b.panels();
     let col_tiles = panels.div_ceil(TILE_PANELS);
-    let row_tiles = par.threads().div_ceil(col_tiles).min(m.div_ceil(64)).max(1);
+    let row_tiles = par.threads().div_ceil(col_tiles).min(m.div_ceil(16)).max(1);
     let rt = m.div_ceil(row_tiles).div_ceil(MR) * MR;
     let tiles: Vec<(usize, usize)> = (0..m)
         .step_by(rt)
