@@ -376,8 +376,9 @@ fn own_gemm_gauss_newton_agrees_with_faer() {
 }
 
 /// The own GEMM's sums read the cached state packed once per gradient: after a gradient at a
-/// second point (and an evaluation at a third, which the products must not see), a block of
-/// Hessian products agrees with faer's on a net that only saw the second point.
+/// second point (and an evaluation at a third, which the products must not see, and a
+/// third-order product, which packs its own directions), a block of Hessian products agrees
+/// with faer's on a net that only saw the second point.
 #[test]
 fn own_gemm_products_follow_the_cached_state() {
     let s = MlpSpec::new(29, &[21, 19], 6, Activation::Tanh).unwrap();
@@ -406,6 +407,8 @@ fn own_gemm_products_follow_the_cached_state() {
     own.hvp(&dirs, &mut hv, 3, Curvature::Hessian, Par::Seq);
     own.evaluate(&p3, Par::Seq);
     own.gradient(&p2, &mut g, Par::Seq);
+    let mut t = vec![0f32; p.len()];
+    own.third_order(&dirs[p.len()..2 * p.len()], &mut t, Par::Seq);
     own.hvp(&dirs, &mut hv, 3, Curvature::Hessian, Par::Seq);
     let mut faer = Net::new(&s, Loss::Mse, data(), cfg(false));
     let mut want = vec![0f32; 3 * p.len()];

@@ -9,7 +9,8 @@
 //! of 128 examples against a 200 × 200 matrix at the Figure-1 shape), so the packing matters.
 //! Phases example, h = 200, 1 thread, three alternating runs: the R-passes outside the first
 //! layer took 9.1–9.5 ms per single product against 10.1–10.3 on faer, 8.4–8.5 against 8.9–9.0
-//! per direction of a block of 4. The third-order pass keeps faer for its own products.
+//! per direction of a block of 4. The third-order pass runs its R- and R²-passes here too, with
+//! `U` and `2U` packed once per product.
 //!
 //! The curvature products' sums over examples (`r_gᵀ·a_{l−1}`, and the Hessian's `r_aᵀ·g_l`,
 //! the transpose of `gᵀ·r_a`, so that the wide side `b·hi` is the rows) read the cached `a_{l−1}`
@@ -65,6 +66,9 @@ pub(super) struct Packs {
     /// The current product's stacked `V_lᵀ` (`hi × b·ho`) and side-by-side `V_l` (`ho × b·hi`).
     vt: Vec<PackedB>,
     vside: Vec<PackedB>,
+    /// A third-order product's `2U_l`, the same two ways.
+    vt2: Vec<PackedB>,
+    vside2: Vec<PackedB>,
     /// The cached input `a_{l−1}` (`n × hi`) and output gradient `g_l` (`n × ho`) of every
     /// layer after the first, the right operands of the curvature products' sums over examples
     /// (`r_gᵀ·a_{l−1}`, `r_a_{l−1}ᵀ·g_l`), packed by the first product after a gradient.
@@ -72,6 +76,15 @@ pub(super) struct Packs {
     grads: Vec<PackedB>,
     /// Whether `inputs` and `grads` hold the current cached state.
     state_fresh: bool,
+}
+
+/// The directions of an R-pass product (see [`Hidden::rforward`]): those of the current product
+/// ([`Hidden::set_directions`], or a third-order product's `U`), or a third-order product's `2U`
+/// ([`Hidden::set_third`]).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Dirs {
+    Current,
+    Doubled,
 }
 
 /// The cached right operand of a sum over examples (see [`Hidden::sum`]).
@@ -97,6 +110,8 @@ impl Hidden {
                     w: empty(),
                     vt: empty(),
                     vside: empty(),
+                    vt2: empty(),
+                    vside2: empty(),
                     inputs: empty(),
                     grads: empty(),
                     state_fresh: false,
@@ -216,6 +231,32 @@ impl Hidden {
         let _ = (dims, b, v_stack, v_side);
     }
 
+    /// Packs a third-order product's direction: `U_l` as the current directions of one product
+    /// (`b = 1`, where the side-by-side layout is `U_l` itself) and `2U_l` (`u2[l]`) as
+    /// [`Dirs::Doubled`], for every layer after the first.
+    pub(super) fn set_third<T: Real>(
+        &mut self,
+        dims: &[usize],
+        layout: &Layout,
+        u: &[T],
+        u2: &[Vec<T>],
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        if let Hidden::Own(p) = self {
+            use kernels::sgemm::{pack_rows, pack_transposed};
+            for l in 1..dims.len() - 1 {
+                let (hi, ho) = (dims[l], dims[l + 1]);
+                let ul = kernels::cast_f32(&u[layout.layers[l].w_range()]);
+                pack_transposed(ul, ho, hi, &mut p.vt[l]);
+                pack_rows(ul, ho, hi, &mut p.vside[l]);
+                let u2l = kernels::cast_f32(&u2[l][..ho * hi]);
+                pack_transposed(u2l, ho, hi, &mut p.vt2[l]);
+                pack_rows(u2l, ho, hi, &mut p.vside2[l]);
+            }
+        }
+        let _ = (dims, layout, u, u2);
+    }
+
     /// The products with a layer's weights at `at` (`at.b` unused): the forward
     /// `z = a_prev·W_lᵀ` (`Weights::Forward`, `a` is `a_prev`, `c` is `z`) or the backward
     /// `da_prev = g·W_l` (`Weights::Backward`, `a` is `g`, `c` is `da_prev`).
@@ -235,12 +276,12 @@ impl Hidden {
     }
 
     /// R-forward at `at`: `r_z = r_a_prev·Wᵀ + a_prev·Vᵀ` (see [`layer::rforward`] for the
-    /// layouts).
+    /// layouts), `V` the stacked directions `v_stack`, packed as `dirs`.
     pub(super) fn rforward<T: Real>(
         &self,
         at: At,
         (a_prev, ra_prev): (&[T], &[T]),
-        (w, v_stack): (&[T], &[T]),
+        (w, v_stack, dirs): (&[T], &[T], Dirs),
         rz: &mut [T],
     ) {
         let At { l, rows, b, hi, ho } = at;
@@ -250,19 +291,20 @@ impl Hidden {
             Hidden::Faer => layer::rforward(rows, b, hi, ho, a_prev, Some(ra_prev), w, v_stack, rz),
             #[cfg(target_arch = "x86_64")]
             Hidden::Own(p) => {
+                let vt = if dirs == Dirs::Doubled { &p.vt2 } else { &p.vt };
                 times(ra_prev, rows * b, &p.wt[l], rz, false);
-                times(a_prev, rows, &p.vt[l], rz, true);
+                times(a_prev, rows, &vt[l], rz, true);
             }
         }
     }
 
     /// R-backward at `at`: `r_da_prev = r_g·W (+ g·V` when `v_side` is given, the Hessian; see
-    /// [`layer::rbackward`]).
+    /// [`layer::rbackward`]), `V` packed as `dirs`.
     pub(super) fn rbackward<T: Real>(
         &self,
         at: At,
         (rg, g): (&[T], &[T]),
-        (w, v_side): (&[T], Option<&[T]>),
+        (w, v_side, dirs): (&[T], Option<&[T]>, Dirs),
         rda_prev: &mut [T],
     ) {
         let At { l, rows, b, hi, ho } = at;
@@ -272,9 +314,14 @@ impl Hidden {
             Hidden::Faer => layer::rbackward(rows, b, hi, ho, rg, g, w, v_side, rda_prev),
             #[cfg(target_arch = "x86_64")]
             Hidden::Own(p) => {
+                let vside = if dirs == Dirs::Doubled {
+                    &p.vside2
+                } else {
+                    &p.vside
+                };
                 times(rg, rows * b, &p.w[l], rda_prev, false);
                 if v_side.is_some() {
-                    times(g, rows, &p.vside[l], rda_prev, true);
+                    times(g, rows, &vside[l], rda_prev, true);
                 }
             }
         }

@@ -48,7 +48,7 @@ use crate::par::Par;
 use crate::real::Real;
 use faer::Accum;
 use first::FirstLayer;
-use hidden::{At, Cached, Hidden, Weights};
+use hidden::{At, Cached, Dirs, Hidden, Weights};
 use std::time::Instant;
 
 /// A labelled data set in the kernel precision: `x` is `n × d`, row-major.
@@ -828,6 +828,7 @@ impl<T: Real> Net<T> {
                     let at = At { l, rows, b, hi, ho };
                     let a_prev = cache.input(data, dims, l, q0, rows);
                     let wv = (&params[slot.w_range()], &v_stack[l][..b * ho * hi]);
+                    let wv = (wv.0, wv.1, Dirs::Current);
                     hidden.rforward(at, (a_prev, &*done[l - 1]), wv, rz[l]);
                 }
                 if l + 1 < nl {
@@ -857,7 +858,8 @@ impl<T: Real> Net<T> {
                 let (lo, up) = rg.split_at_mut(l);
                 let g = rows_of(&cache.g[l], q0, rows, ho);
                 let at = At { l, rows, b, hi, ho };
-                hidden.rbackward(at, (&*up[0], g), (&params[slot.w_range()], vs), rda);
+                let wv = (&params[slot.w_range()], vs, Dirs::Current);
+                hidden.rbackward(at, (&*up[0], g), wv, rda);
                 let e = if hess {
                     Some(rows_of(&cache.e[l - 1], q0, rows, hi))
                 } else {

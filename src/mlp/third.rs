@@ -22,13 +22,17 @@
 //! then the example-local passes block by block (one task per row block, so a block's
 //! temporaries stay in cache), then one GEMM per term of the sums over the batch. The first
 //! layer costs what it costs in an HVP (`X·U_1ᵀ` and `r2_g_1ᵀX`, the two largest products); the
-//! other layers about twice as much. At the Figure-1 shape (tanh, f32) a product took 89 ms
-//! against 73 ms for an HVP at 1 thread and 47 against 38 at 2 (1.22×); GELU 91 against 73
-//! (1.25×; 140 ms when it recomputed `z` and `da` by two more products). No split that sets a
-//! summation order depends on the thread count, so results are bit-identical for every thread
-//! count.
+//! other layers about twice as much. The later layers' R- and R²-products and the sum `r2_gᵀa`
+//! run where the HVP's do ([`super::hidden`]), with `U` and `2U` packed once per product.
+//! Third-order product against HVP, f32, medians of 7 (3 at h = 800) alternating with
+//! gradients and HVPs: at the Figure-1 shape (tanh) 85.0–86.1 ms against 72.1–72.9 at 1 thread
+//! (1.18×; 88.6–89.5 when those products ran on faer) and 45.6 against 39.3 at 2; GELU
+//! 88.6–90.3 against 71.4–72.4; at h = 800, 563–570 ms against 397–400 (602–621 on faer). No
+//! split that sets a summation order depends on the thread count, so results are bit-identical
+//! for every thread count.
 
-use super::{layer, output_rgrad, rows_of, widest, Net, RBlockMut, RWork, State};
+use super::hidden::{At, Cached, Dirs};
+use super::{output_rgrad, rows_of, widest, Net, RBlockMut, RWork, State};
 use crate::kernels::act::INV_SQRT_2PI;
 use crate::kernels::gemm::{gemm_par, view, view_mut};
 use crate::kernels::{self, col_sums};
@@ -93,6 +97,9 @@ impl<T: Real> Net<T> {
                     .collect()
             })
             .collect();
+        self.hidden.set_third(&self.dims, &self.layout, u, &w.u2);
+        let cache = &self.cache;
+        self.hidden.pack_state(&self.dims, n, &cache.a, &cache.g);
         let mut r0 = 0;
         while r0 < n {
             let len = chunk.min(n - r0);
@@ -122,6 +129,7 @@ impl<T: Real> Net<T> {
             &self.cache,
         );
         let (path, loss, act) = (self.path, self.loss, self.spec.activation);
+        let hidden = &self.hidden;
         let nl = dims.len() - 1;
         let rb = self.cfg.row_block;
         let inv_n = T::ONE / T::from_usize(data.n);
@@ -154,10 +162,17 @@ impl<T: Real> Net<T> {
                 } else {
                     let input = cache.input(data, dims, l, q0, rows);
                     let (ra_prev, r2a_prev) = (&*ra[l - 1], &*r2a[l - 1]);
-                    let ul = &u[slot.w_range()];
-                    layer::rforward(rows, 1, hi, ho, input, Some(ra_prev), wl, ul, rz[l]);
-                    let u2l = &u2[l];
-                    layer::rforward(rows, 1, hi, ho, ra_prev, Some(r2a_prev), wl, u2l, r2z[l]);
+                    let at = At {
+                        l,
+                        rows,
+                        b: 1,
+                        hi,
+                        ho,
+                    };
+                    let wu = (wl, &u[slot.w_range()], Dirs::Current);
+                    hidden.rforward(at, (input, ra_prev), wu, rz[l]);
+                    let wu2 = (wl, &u2[l][..], Dirs::Doubled);
+                    hidden.rforward(at, (ra_prev, r2a_prev), wu2, r2z[l]);
                 }
                 kernels::add_bias(path, rows, ho, rz[l], &u[slot.b_range()]);
                 if l + 1 < nl {
@@ -196,9 +211,17 @@ impl<T: Real> Net<T> {
                 let (r2g_lo, r2g_up) = r2g.split_at_mut(l);
                 let (rgl, r2gl) = (&*rg_up[0], &*r2g_up[0]);
                 let (rda, r2da) = (&mut rda[..rows * hi], &mut r2da[..rows * hi]);
-                let ul = &u[slot.w_range()];
-                layer::rbackward(rows, 1, hi, ho, rgl, g, wl, Some(ul), rda);
-                layer::rbackward(rows, 1, hi, ho, r2gl, rgl, wl, Some(&u2[l]), r2da);
+                let at = At {
+                    l,
+                    rows,
+                    b: 1,
+                    hi,
+                    ho,
+                };
+                let wu = (wl, Some(&u[slot.w_range()]), Dirs::Current);
+                hidden.rbackward(at, (rgl, g), wu, rda);
+                let wu2 = (wl, Some(&u2[l][..]), Dirs::Doubled);
+                hidden.rbackward(at, (r2gl, rgl), wu2, r2da);
                 let h = l - 1;
                 let zh = &mut zh[..rows * hi];
                 let at = q0 * hi..(q0 + rows) * hi;
@@ -257,13 +280,18 @@ impl<T: Real> Net<T> {
             } else {
                 let g = rows_of(&cache.g[l], r0, len, ho);
                 let (ra, r2a) = (&w.r.ra[l - 1][..len * hi], &w.r2.ra[l - 1][..len * hi]);
-                let input = view(cache.input(data, dims, l, r0, len), len, hi);
+                let input = cache.input(data, dims, l, r0, len);
                 let rg2 = &mut w.rg2[..len * ho];
                 for (v, r) in rg2.iter_mut().zip(rg) {
                     *v = *r + *r;
                 }
                 let t = |m| view(m, len, ho).transpose();
-                gemm_par(par, view_mut(ow, ho, hi), acc0, t(r2g), input);
+                // r2_gᵀa on the packed cached `a` where the own GEMM runs; the other two
+                // terms' right operands are this product's own.
+                let inputs = (Cached::Input, l);
+                let rows = (r0, len);
+                self.hidden
+                    .sum(par, inputs, (r2g, ho), (input, hi), rows, ow, acc0);
                 for (left, right) in [(&*rg2, ra), (g, r2a)] {
                     let right = view(right, len, hi);
                     gemm_par(par, view_mut(ow, ho, hi), Accum::Add, t(left), right);
