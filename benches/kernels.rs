@@ -158,7 +158,7 @@ impl OwnPacked {
         };
         move |l, a, b, c| match (l, a.transposed) {
             (0, false) => {
-                sgemm::pack_transposed(b.data, b.shape().1, D, &mut self.w);
+                sgemm::pack_transposed(par, b.data, b.shape().1, D, &mut self.w);
                 sgemm::rows_times(par, a.data, N, &self.w, c, 512);
             }
             (0, true) => sgemm::transposed_times(par, a.data, N, a.shape().0, &self.x, 0, c, false),
@@ -335,7 +335,7 @@ fn bench_kernels(c: &mut Criterion) {
         let mut roof = RoofBufs::new(&spec, data.x.clone());
         let mut packed = own.then(|| {
             let mut x = eosbench::kernels::sgemm::PackedB::default();
-            eosbench::kernels::sgemm::pack_rows(&data.x, N, D, &mut x);
+            eosbench::kernels::sgemm::pack_rows(Par::Seq, &data.x, N, D, &mut x);
             OwnPacked {
                 x,
                 w: Default::default(),

@@ -57,6 +57,11 @@ struct Operand {
     cs: usize,
 }
 
+// SAFETY: an `Operand` only reads, and is built from a borrowed slice that outlives the call
+// whose tasks share it.
+unsafe impl Send for Operand {}
+unsafe impl Sync for Operand {}
+
 /// `B` (`k × n`) packed for the micro-kernel: `NR`-column panels, each holding all `k` rows
 /// contiguously, so element `(p, j)` is at `[(j / NR · k + p) · NR + j % NR]`; the columns past
 /// `n` in the last panel are zero. Any run of rows of a panel is a ready micro-panel, so one
@@ -84,40 +89,65 @@ impl PackedB {
         self.n.div_ceil(NR)
     }
 
-    /// Packs `B` (`k × n`, element `(p, j)` at `b.ptr + p·b.rs + j·b.cs`), reusing the storage.
+    /// Packs `B` (`k × n`, element `(p, j)` at `b.ptr + p·b.rs + j·b.cs`), reusing the storage:
+    /// pieces of [`PACK_ROWS`] rows of a panel, one task each on the pool of `par`.
     ///
     /// # Safety
     /// `b` is valid for its shape and strides.
-    unsafe fn pack(&mut self, k: usize, n: usize, b: Operand) {
+    unsafe fn pack(&mut self, par: Par, k: usize, n: usize, b: Operand) {
         let panels = n.div_ceil(NR);
         self.k = k;
         self.n = n;
         self.data.clear();
         self.data.resize(panels * k * NR, 0.0);
-        for jp in 0..panels {
-            let cols = NR.min(n - jp * NR);
-            let dst = &mut self.data[jp * k * NR..(jp + 1) * k * NR];
-            if b.cs == 1 {
-                for (p, row) in dst.chunks_exact_mut(NR).enumerate() {
-                    let src = std::slice::from_raw_parts(b.ptr.add(p * b.rs + jp * NR), cols);
-                    row[..cols].copy_from_slice(src);
-                }
-            } else {
-                // Column by column in blocks of rows, so that reads run along `B`'s columns
-                // (rows of the matrix it is the transpose of) and writes stay in a few lines.
-                const PB: usize = 64;
-                let mut p0 = 0;
-                while p0 < k {
-                    let pn = PB.min(k - p0);
-                    for jj in 0..cols {
-                        let src = b.ptr.add((jp * NR + jj) * b.cs + p0 * b.rs);
-                        for p in 0..pn {
-                            dst[(p0 + p) * NR + jj] = *src.add(p * b.rs);
-                        }
-                    }
-                    p0 += pn;
+        if k == 0 {
+            return;
+        }
+        let pieces = self
+            .data
+            .chunks_mut(k * NR)
+            .enumerate()
+            .flat_map(|(jp, panel)| {
+                let rows = panel.chunks_mut(PACK_ROWS * NR).enumerate();
+                rows.map(move |(q, dst)| (jp, q * PACK_ROWS, dst))
+            });
+        // SAFETY (each piece): rows `p0 ..` of panel `jp` of `B` lie inside `b` (the caller's
+        // promise), and `dst` is the piece's own part of the packing.
+        par.each(pieces, |(jp, p0, dst)| unsafe {
+            pack_piece(b, jp, p0, n, dst)
+        });
+    }
+}
+
+/// Rows of a panel packed per task (see [`PackedB::pack`]).
+const PACK_ROWS: usize = 512;
+
+/// Rows `p0 .. p0 + dst.len() / NR` of panel `jp` of `B` (`n` columns) into `dst`.
+///
+/// # Safety
+/// Those rows of `b` are valid for its strides.
+unsafe fn pack_piece(b: Operand, jp: usize, p0: usize, n: usize, dst: &mut [f32]) {
+    let cols = NR.min(n - jp * NR);
+    let rows = dst.len() / NR;
+    if b.cs == 1 {
+        for (p, row) in dst.chunks_exact_mut(NR).enumerate() {
+            let src = std::slice::from_raw_parts(b.ptr.add((p0 + p) * b.rs + jp * NR), cols);
+            row[..cols].copy_from_slice(src);
+        }
+    } else {
+        // Column by column in blocks of rows, so that reads run along `B`'s columns (rows of
+        // the matrix it is the transpose of) and writes stay in a few lines.
+        const PB: usize = 64;
+        let mut q = 0;
+        while q < rows {
+            let pn = PB.min(rows - q);
+            for jj in 0..cols {
+                let src = b.ptr.add((jp * NR + jj) * b.cs + (p0 + q) * b.rs);
+                for p in 0..pn {
+                    dst[(q + p) * NR + jj] = *src.add(p * b.rs);
                 }
             }
+            q += pn;
         }
     }
 }
@@ -347,8 +377,8 @@ fn check_available() {
 }
 
 /// Packs `B = X`, a row-major `k × n` matrix (`X`'s rows are the inner dimension of the
-/// products it feeds: the examples of the first layer's sums `gᵀ·X`).
-pub fn pack_rows(x: &[f32], k: usize, n: usize, out: &mut PackedB) {
+/// products it feeds: the examples of the first layer's sums `gᵀ·X`), on the pool of `par`.
+pub fn pack_rows(par: Par, x: &[f32], k: usize, n: usize, out: &mut PackedB) {
     check_available();
     assert_eq!(
         x.len(),
@@ -362,12 +392,12 @@ pub fn pack_rows(x: &[f32], k: usize, n: usize, out: &mut PackedB) {
         cs: 1,
     };
     // SAFETY: `x` holds `k × n` elements at row stride `n`.
-    unsafe { out.pack(k, n, b) }
+    unsafe { out.pack(par, k, n, b) }
 }
 
 /// Packs `B = Wᵀ` for a row-major `W` of `m × d` (weights or stacked directions): `B` is
-/// `d × m`, so [`rows_times`] computes `A·Wᵀ`.
-pub fn pack_transposed(w: &[f32], m: usize, d: usize, out: &mut PackedB) {
+/// `d × m`, so [`rows_times`] computes `A·Wᵀ`. On the pool of `par`.
+pub fn pack_transposed(par: Par, w: &[f32], m: usize, d: usize, out: &mut PackedB) {
     check_available();
     assert_eq!(
         w.len(),
@@ -381,7 +411,7 @@ pub fn pack_transposed(w: &[f32], m: usize, d: usize, out: &mut PackedB) {
         cs: d,
     };
     // SAFETY: element `(p, j)` of `Wᵀ` is `w[j·d + p]`, inside `w` for `p < d`, `j < m`.
-    unsafe { out.pack(d, m, b) }
+    unsafe { out.pack(par, d, m, b) }
 }
 
 /// `C = A·B` for a row-major `A` of `rows × b.k()` and `C` of `rows × b.n()`, in bands of at
@@ -594,7 +624,7 @@ mod tests {
             let a = values(m * k, 1);
             let w = values(n * k, 2);
             let mut pb = PackedB::default();
-            pack_transposed(&w, n, k, &mut pb);
+            pack_transposed(Par::Seq, &w, n, k, &mut pb);
             let mut c = vec![f32::NAN; m * n];
             rows_times(Par::Seq, &a, m, &pb, &mut c, 5);
             let (want, scale) = reference(m, n, k, |i, p| a[i * k + p], |p, j| w[j * k + p]);
@@ -614,7 +644,7 @@ mod tests {
             let x = values((k0 + k + 2) * n, 3);
             let g = values(k * m, 4);
             let mut px = PackedB::default();
-            pack_rows(&x, k0 + k + 2, n, &mut px);
+            pack_rows(Par::Seq, &x, k0 + k + 2, n, &mut px);
             let mut c = vec![f32::NAN; m * n];
             transposed_times(Par::Seq, &g, k, m, &px, k0, &mut c, false);
             let (want, scale) = reference(m, n, k, |i, p| g[p * m + i], |p, j| x[(k0 + p) * n + j]);
@@ -653,7 +683,7 @@ mod tests {
             let a = values(rows * k, 3);
             let w = values(n * k, 4);
             let mut pb = PackedB::default();
-            pack_transposed(&w, n, k, &mut pb);
+            pack_transposed(Par::Seq, &w, n, k, &mut pb);
             let want: Vec<f64> = (0..rows * n)
                 .map(|e| {
                     let (i, j) = (e / n, e % n);
@@ -691,11 +721,11 @@ mod tests {
         let a = values(m * k, 5);
         let w = values(n * k, 6);
         let mut pb = PackedB::default();
-        pack_transposed(&w, n, k, &mut pb);
+        pack_transposed(Par::Seq, &w, n, k, &mut pb);
         let mut first = vec![0f32; m * n];
         rows_times(Par::Seq, &a, m, &pb, &mut first, m);
         let mut px = PackedB::default();
-        pack_rows(&a, m, k, &mut px);
+        pack_rows(Par::Seq, &a, m, k, &mut px);
         let g = values(m * n, 7);
         let mut sum_first = vec![0f32; n * k];
         transposed_times(Par::Seq, &g, m, n, &px, 0, &mut sum_first, false);
@@ -708,6 +738,18 @@ mod tests {
             "gᵀ read by columns and by rows differ"
         );
         for threads in [1, 2, 3, 8] {
+            // Packing in pieces of PACK_ROWS rows (k = 700: two per panel) on the pool.
+            let (mut pt, mut pr) = (PackedB::default(), PackedB::default());
+            with_threads(threads, |par| {
+                pack_transposed(par, &w, n, k, &mut pt);
+                pack_rows(par, &a, m, k, &mut pr);
+            });
+            assert!(
+                (pt.k, pt.n, pr.k, pr.n) == (pb.k, pb.n, px.k, px.n)
+                    && same_bits(&pt.data, &pb.data)
+                    && same_bits(&pr.data, &px.data),
+                "packing differs at {threads} threads"
+            );
             for band in [1, 8, 13, 64] {
                 let mut c = vec![f32::NAN; m * n];
                 with_threads(threads, |par| rows_times(par, &a, m, &pb, &mut c, band));

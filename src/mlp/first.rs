@@ -81,7 +81,7 @@ impl FirstLayer {
             ),
             #[cfg(target_arch = "x86_64")]
             FirstLayer::Own { w: packed, .. } => {
-                kernels::sgemm::pack_transposed(kernels::cast_f32(w), m, d, packed);
+                kernels::sgemm::pack_transposed(par, kernels::cast_f32(w), m, d, packed);
                 let (x, c) = (kernels::cast_f32(x), kernels::cast_f32_mut(c));
                 kernels::sgemm::rows_times(par, x, rows, packed, c, BAND);
             }
@@ -116,7 +116,7 @@ impl FirstLayer {
             FirstLayer::Own { x: packed, .. } => {
                 let packed = packed.get_or_insert_with(|| {
                     let mut x = kernels::sgemm::PackedB::default();
-                    kernels::sgemm::pack_rows(kernels::cast_f32(&data.x), data.n, d, &mut x);
+                    kernels::sgemm::pack_rows(par, kernels::cast_f32(&data.x), data.n, d, &mut x);
                     x
                 });
                 let (g, c) = (kernels::cast_f32(g), kernels::cast_f32_mut(c));

@@ -127,8 +127,8 @@ impl Hidden {
             for l in 1..dims.len() - 1 {
                 let (hi, ho) = (dims[l], dims[l + 1]);
                 let w = kernels::cast_f32(&params[layout.layers[l].w_range()]);
-                kernels::sgemm::pack_transposed(w, ho, hi, &mut p.wt[l]);
-                kernels::sgemm::pack_rows(w, ho, hi, &mut p.w[l]);
+                kernels::sgemm::pack_transposed(Par::Seq, w, ho, hi, &mut p.wt[l]);
+                kernels::sgemm::pack_rows(Par::Seq, w, ho, hi, &mut p.w[l]);
             }
         }
         let _ = (dims, layout, params);
@@ -148,6 +148,7 @@ impl Hidden {
     /// gradient, however many products follow).
     pub(super) fn pack_state<T: Real>(
         &mut self,
+        par: Par,
         dims: &[usize],
         n: usize,
         inputs: &[Vec<T>],
@@ -158,14 +159,14 @@ impl Hidden {
             if !p.state_fresh {
                 for l in 1..dims.len() - 1 {
                     let a = kernels::cast_f32(&inputs[l - 1][..n * dims[l]]);
-                    kernels::sgemm::pack_rows(a, n, dims[l], &mut p.inputs[l]);
+                    kernels::sgemm::pack_rows(par, a, n, dims[l], &mut p.inputs[l]);
                     let g = kernels::cast_f32(&grads[l][..n * dims[l + 1]]);
-                    kernels::sgemm::pack_rows(g, n, dims[l + 1], &mut p.grads[l]);
+                    kernels::sgemm::pack_rows(par, g, n, dims[l + 1], &mut p.grads[l]);
                 }
                 p.state_fresh = true;
             }
         }
-        let _ = (dims, n, inputs, grads);
+        let _ = (par, dims, n, inputs, grads);
     }
 
     /// A sum over the examples `r0 .. r0 + rows` of layer `l ≥ 1`: `C (=|+=) Aᵀ·R` for `A` of
@@ -221,10 +222,10 @@ impl Hidden {
             for l in 1..dims.len() - 1 {
                 let (hi, ho) = (dims[l], dims[l + 1]);
                 let v = kernels::cast_f32(&v_stack[l][..b * ho * hi]);
-                kernels::sgemm::pack_transposed(v, b * ho, hi, &mut p.vt[l]);
+                kernels::sgemm::pack_transposed(Par::Seq, v, b * ho, hi, &mut p.vt[l]);
                 if let Some(side) = v_side {
                     let vs = kernels::cast_f32(&side[l][..ho * b * hi]);
-                    kernels::sgemm::pack_rows(vs, ho, b * hi, &mut p.vside[l]);
+                    kernels::sgemm::pack_rows(Par::Seq, vs, ho, b * hi, &mut p.vside[l]);
                 }
             }
         }
@@ -247,11 +248,11 @@ impl Hidden {
             for l in 1..dims.len() - 1 {
                 let (hi, ho) = (dims[l], dims[l + 1]);
                 let ul = kernels::cast_f32(&u[layout.layers[l].w_range()]);
-                pack_transposed(ul, ho, hi, &mut p.vt[l]);
-                pack_rows(ul, ho, hi, &mut p.vside[l]);
+                pack_transposed(Par::Seq, ul, ho, hi, &mut p.vt[l]);
+                pack_rows(Par::Seq, ul, ho, hi, &mut p.vside[l]);
                 let u2l = kernels::cast_f32(&u2[l][..ho * hi]);
-                pack_transposed(u2l, ho, hi, &mut p.vt2[l]);
-                pack_rows(u2l, ho, hi, &mut p.vside2[l]);
+                pack_transposed(Par::Seq, u2l, ho, hi, &mut p.vt2[l]);
+                pack_rows(Par::Seq, u2l, ho, hi, &mut p.vside2[l]);
             }
         }
         let _ = (dims, layout, u, u2);

@@ -555,7 +555,7 @@ impl<T: Real> Net<T> {
         let t0 = Instant::now();
         let cache = &self.cache;
         self.hidden
-            .pack_state(&self.dims, self.data.n, &cache.a, &cache.g);
+            .pack_state(par, &self.dims, self.data.n, &cache.a, &cache.g);
         self.times.hvp_reduce += t0.elapsed().as_secs_f64();
         let n = self.data.n;
         let chunk = self.chunk_len();
