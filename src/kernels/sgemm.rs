@@ -480,8 +480,9 @@ const TILE_PANELS: usize = 8;
 /// `C` is cut into tiles of all `m` rows (each tile streams its columns of `X` once for every
 /// direction of a block) and `TILE_PANELS` (8) panels, plus row tiles (of at least 16 rows)
 /// when that gives fewer tiles than the pool has threads: a later layer's sum (`n = 200`) is
-/// one column tile, so its tasks are row tiles. One task per tile on the pool of `par`. The tiling may
-/// follow the thread count because the result does not depend on it (see the module doc).
+/// one column tile, so its tasks are row tiles. One task per tile on the pool of `par`. The
+/// tiling may follow the thread count because the result does not depend on it (see the module
+/// doc).
 #[allow(clippy::too_many_arguments)]
 pub fn transposed_times(
     par: Par,

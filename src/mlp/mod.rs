@@ -827,8 +827,8 @@ impl<T: Real> Net<T> {
                     // (Layer 1's `r_z = X·V_1ᵀ` was computed for the whole batch beforehand.)
                     let at = At { l, rows, b, hi, ho };
                     let a_prev = cache.input(data, dims, l, q0, rows);
-                    let wv = (&params[slot.w_range()], &v_stack[l][..b * ho * hi]);
-                    let wv = (wv.0, wv.1, Dirs::Current);
+                    let v = &v_stack[l][..b * ho * hi];
+                    let wv = (&params[slot.w_range()], v, Dirs::Current);
                     hidden.rforward(at, (a_prev, &*done[l - 1]), wv, rz[l]);
                 }
                 if l + 1 < nl {
