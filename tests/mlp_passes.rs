@@ -57,6 +57,16 @@ fn spec(act: Activation) -> MlpSpec {
     MlpSpec::new(5, &[6, 4], 3, act).unwrap()
 }
 
+/// PyTorch-default init of `s` (seed `seed`) scaled by 2: the parameters of the comparisons
+/// with the slow twin.
+fn doubled_init(s: &MlpSpec, seed: u64) -> Vec<f64> {
+    init_params::<f64>(s, seed)
+        .data
+        .iter()
+        .map(|v| 2.0 * v)
+        .collect()
+}
+
 fn net(
     act: Activation,
     loss: Loss,
@@ -65,11 +75,7 @@ fn net(
 ) -> (Net<f64>, Vec<f64>, Vec<f64>, Vec<u8>) {
     let s = spec(act);
     let (x, y) = problem(n, 5, 3, 11);
-    let p = init_params::<f64>(&s, 3)
-        .data
-        .iter()
-        .map(|v| 2.0 * v)
-        .collect();
+    let p = doubled_init(&s, 3);
     let net = Net::new(&s, loss, Data::new(x.clone(), y.clone(), 5, 3), cfg);
     (net, p, x, y)
 }
@@ -510,11 +516,7 @@ fn reference_third_order_matches_differences_of_hessian_products() {
         for loss in [Loss::Mse, Loss::Ce] {
             let s = spec(act);
             let (x, y) = problem(23, 5, 3, 12);
-            let p: Vec<f64> = init_params::<f64>(&s, 4)
-                .data
-                .iter()
-                .map(|v| 2.0 * v)
-                .collect();
+            let p = doubled_init(&s, 4);
             let u = random_vec(p.len(), 31);
             let t = reference::third_order(&s, loss, &x, &y, &p, &u);
             let h = 1e-4;
@@ -578,11 +580,7 @@ fn third_order_matches_the_reference_twin_at_other_depths() {
     ] {
         let s = MlpSpec::new(5, hidden, 3, act).unwrap();
         let (x, y) = problem(33, 5, 3, 13);
-        let p: Vec<f64> = init_params::<f64>(&s, 6)
-            .data
-            .iter()
-            .map(|v| 2.0 * v)
-            .collect();
+        let p = doubled_init(&s, 6);
         let mut net = Net::new(&s, loss, Data::new(x.clone(), y.clone(), 5, 3), tiny_cfg());
         let mut g = vec![0.0; p.len()];
         net.gradient(&p, &mut g, Par::Seq);
