@@ -541,6 +541,23 @@ fn reference_third_order_matches_differences_of_hessian_products() {
     }
 }
 
+/// A gradient at `p`, then the third-order product along a random `u` (seed `seed`) and the
+/// slow twin's: `(u, fast, twin)`. `t` starts as NaN, so a product that skips an element shows.
+fn third_and_twin(
+    net: &mut Net<f64>,
+    (x, y): (&[f64], &[u8]),
+    p: &[f64],
+    seed: u64,
+) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let mut g = vec![0.0; p.len()];
+    net.gradient(p, &mut g, Par::Seq);
+    let u = random_vec(p.len(), seed);
+    let mut t = vec![f64::NAN; p.len()];
+    net.third_order(&u, &mut t, Par::Seq);
+    let t_ref = reference::third_order(net.spec(), net.loss_kind(), x, y, p, &u);
+    (u, t, t_ref)
+}
+
 /// The fast third-order product equals the slow twin's for every activation and both losses,
 /// over several row blocks and physical batches (a ragged last one), and overwrites `out`.
 #[test]
@@ -548,13 +565,7 @@ fn third_order_matches_the_reference_twin() {
     for act in Activation::ALL {
         for loss in [Loss::Mse, Loss::Ce] {
             let (mut net, p, x, y) = net(act, loss, 40, tiny_cfg());
-            let s = net.spec().clone();
-            let mut g = vec![0.0; p.len()];
-            net.gradient(&p, &mut g, Par::Seq);
-            let u = random_vec(p.len(), 17);
-            let mut t = vec![f64::NAN; p.len()];
-            net.third_order(&u, &mut t, Par::Seq);
-            let t_ref = reference::third_order(&s, loss, &x, &y, &p, &u);
+            let (u, t, t_ref) = third_and_twin(&mut net, (&x, &y), &p, 17);
             let e = rel_err(&t, &t_ref);
             assert!(e < 1e-12, "{act} {loss}: third-order err {e}");
             // Quadratic in u: T[2u, 2u] = 4 T[u, u].
@@ -582,12 +593,7 @@ fn third_order_matches_the_reference_twin_at_other_depths() {
         let (x, y) = problem(33, 5, 3, 13);
         let p = doubled_init(&s, 6);
         let mut net = Net::new(&s, loss, Data::new(x.clone(), y.clone(), 5, 3), tiny_cfg());
-        let mut g = vec![0.0; p.len()];
-        net.gradient(&p, &mut g, Par::Seq);
-        let u = random_vec(p.len(), 19);
-        let mut t = vec![f64::NAN; p.len()];
-        net.third_order(&u, &mut t, Par::Seq);
-        let t_ref = reference::third_order(&s, loss, &x, &y, &p, &u);
+        let (_, t, t_ref) = third_and_twin(&mut net, (&x, &y), &p, 19);
         assert!(
             t_ref.iter().any(|v| v.abs() > 1e-6),
             "{hidden:?} {loss} {act}"
