@@ -413,6 +413,10 @@ fn own_gemm_products_follow_the_cached_state() {
     own.hvp(&dirs, &mut hv, 3, Curvature::Hessian, Par::Seq);
     own.evaluate(&p3, Par::Seq);
     own.gradient(&p2, &mut g, Par::Seq);
+    // Gauss–Newton and third-order products pack the cached inputs only; the Hessian block
+    // then has to pack the output gradients of this point itself.
+    let mut gn = vec![0f32; 3 * p.len()];
+    own.hvp(&dirs, &mut gn, 3, Curvature::GaussNewton, Par::Seq);
     let mut t = vec![0f32; p.len()];
     own.third_order(&dirs[p.len()..2 * p.len()], &mut t, Par::Seq);
     own.hvp(&dirs, &mut hv, 3, Curvature::Hessian, Par::Seq);

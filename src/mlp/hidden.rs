@@ -14,11 +14,11 @@
 //!
 //! The curvature products' sums over examples (`r_gᵀ·a_{l−1}`, and the Hessian's `r_aᵀ·g_l`,
 //! the transpose of `gᵀ·r_a`, so that the wide side `b·hi` is the rows) read the cached `a_{l−1}`
-//! and `g_l` packed once per gradient, by the first product after it. Phases example, 1 thread,
-//! two alternating runs, the sums outside the first layer per direction: at h = 200, 5.6–5.7 ms
-//! against 6.3–6.4 on faer for a single product, 4.8 against 5.2 for a block of 4; at h = 800,
-//! 61–62 against 69–71 and 62 against 67. The gradient's own sums stay on faer: one product
-//! does not repay the packing.
+//! and `g_l` packed once per gradient, by the first product after it that reads them (`g_l`:
+//! Hessian products only). Phases example, 1 thread, two alternating runs, the sums outside the
+//! first layer per direction: at h = 200, 5.6–5.7 ms against 6.3–6.4 on faer for a single
+//! product, 4.8 against 5.2 for a block of 4; at h = 800, 61–62 against 69–71 and 62 against
+//! 67. The gradient's own sums stay on faer: one product does not repay the packing.
 //!
 //! [`NetConfig::own_gemm`]: super::NetConfig::own_gemm
 
@@ -71,11 +71,13 @@ pub(super) struct Packs {
     vside2: Vec<PackedB>,
     /// The cached input `a_{l−1}` (`n × hi`) and output gradient `g_l` (`n × ho`) of every
     /// layer after the first, the right operands of the curvature products' sums over examples
-    /// (`r_gᵀ·a_{l−1}`, `r_a_{l−1}ᵀ·g_l`), packed by the first product after a gradient.
+    /// (`r_gᵀ·a_{l−1}`, and the Hessian's `r_a_{l−1}ᵀ·g_l`), packed by the first product after a
+    /// gradient that reads them.
     inputs: Vec<PackedB>,
     grads: Vec<PackedB>,
     /// Whether `inputs` and `grads` hold the current cached state.
-    state_fresh: bool,
+    inputs_fresh: bool,
+    grads_fresh: bool,
 }
 
 /// The directions of an R-pass product (see [`Hidden::rforward`]): those of the current product
@@ -114,7 +116,8 @@ impl Hidden {
                     vside2: empty(),
                     inputs: empty(),
                     grads: empty(),
-                    state_fresh: false,
+                    inputs_fresh: false,
+                    grads_fresh: false,
                 }))
             }
         }
@@ -138,11 +141,13 @@ impl Hidden {
     pub(super) fn invalidate_state(&mut self) {
         #[cfg(target_arch = "x86_64")]
         if let Hidden::Own(p) = self {
-            p.state_fresh = false;
+            p.inputs_fresh = false;
+            p.grads_fresh = false;
         }
     }
 
-    /// Packs the cached inputs `a_{l−1}` (`inputs[l − 1]`, `n × dims[l]`) and output gradients
+    /// Packs the cached inputs `a_{l−1}` (`inputs[l − 1]`, `n × dims[l]`) and, when given (the
+    /// Hessian reads them, Gauss–Newton and third-order products do not), the output gradients
     /// `g_l` (`grads[l]`, `n × dims[l + 1]`) of every layer after the first for the sums of the
     /// curvature products, unless they are packed for the current state already (once per
     /// gradient, however many products follow).
@@ -152,19 +157,23 @@ impl Hidden {
         dims: &[usize],
         n: usize,
         inputs: &[Vec<T>],
-        grads: &[Vec<T>],
+        grads: Option<&[Vec<T>]>,
     ) {
         #[cfg(target_arch = "x86_64")]
         if let Hidden::Own(p) = self {
-            if !p.state_fresh {
-                for l in 1..dims.len() - 1 {
+            use kernels::sgemm::pack_rows;
+            for l in 1..dims.len() - 1 {
+                if !p.inputs_fresh {
                     let a = kernels::cast_f32(&inputs[l - 1][..n * dims[l]]);
-                    kernels::sgemm::pack_rows(par, a, n, dims[l], &mut p.inputs[l]);
-                    let g = kernels::cast_f32(&grads[l][..n * dims[l + 1]]);
-                    kernels::sgemm::pack_rows(par, g, n, dims[l + 1], &mut p.grads[l]);
+                    pack_rows(par, a, n, dims[l], &mut p.inputs[l]);
                 }
-                p.state_fresh = true;
+                if let (Some(grads), false) = (grads, p.grads_fresh) {
+                    let g = kernels::cast_f32(&grads[l][..n * dims[l + 1]]);
+                    pack_rows(par, g, n, dims[l + 1], &mut p.grads[l]);
+                }
             }
+            p.inputs_fresh = true;
+            p.grads_fresh |= grads.is_some();
         }
         let _ = (par, dims, n, inputs, grads);
     }
@@ -195,11 +204,11 @@ impl Hidden {
             ),
             #[cfg(target_arch = "x86_64")]
             Hidden::Own(p) => {
-                assert!(p.state_fresh, "Hidden::sum: the cached state is not packed");
-                let packed = match rhs {
-                    Cached::Input => &p.inputs[l],
-                    Cached::Grad => &p.grads[l],
+                let (packed, fresh) = match rhs {
+                    Cached::Input => (&p.inputs[l], p.inputs_fresh),
+                    Cached::Grad => (&p.grads[l], p.grads_fresh),
                 };
+                assert!(fresh, "Hidden::sum: the cached state is not packed");
                 debug_assert_eq!(packed.n(), width);
                 let (lhs, c) = (kernels::cast_f32(lhs), kernels::cast_f32_mut(c));
                 let add = accum == Accum::Add;

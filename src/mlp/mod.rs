@@ -554,8 +554,9 @@ impl<T: Real> Net<T> {
         self.times.hvp_copy += t0.elapsed().as_secs_f64();
         let t0 = Instant::now();
         let cache = &self.cache;
+        let grads = (curv == Curvature::Hessian).then_some(&cache.g[..]);
         self.hidden
-            .pack_state(par, &self.dims, self.data.n, &cache.a, &cache.g);
+            .pack_state(par, &self.dims, self.data.n, &cache.a, grads);
         self.times.hvp_reduce += t0.elapsed().as_secs_f64();
         let n = self.data.n;
         let chunk = self.chunk_len();

@@ -99,8 +99,7 @@ impl<T: Real> Net<T> {
             .collect();
         self.hidden.set_third(&self.dims, &self.layout, u, &w.u2);
         let cache = &self.cache;
-        self.hidden
-            .pack_state(par, &self.dims, n, &cache.a, &cache.g);
+        self.hidden.pack_state(par, &self.dims, n, &cache.a, None);
         let mut r0 = 0;
         while r0 < n {
             let len = chunk.min(n - r0);
