@@ -231,11 +231,8 @@ impl Hidden {
             for l in 1..dims.len() - 1 {
                 let (hi, ho) = (dims[l], dims[l + 1]);
                 let v = kernels::cast_f32(&v_stack[l][..b * ho * hi]);
-                kernels::sgemm::pack_transposed(Par::Seq, v, b * ho, hi, &mut p.vt[l]);
-                if let Some(side) = v_side {
-                    let vs = kernels::cast_f32(&side[l][..ho * b * hi]);
-                    kernels::sgemm::pack_rows(Par::Seq, vs, ho, b * hi, &mut p.vside[l]);
-                }
+                let side = v_side.map(|side| kernels::cast_f32(&side[l][..ho * b * hi]));
+                pack_dirs((v, side), (b, hi, ho), (&mut p.vt[l], &mut p.vside[l]));
             }
         }
         let _ = (dims, b, v_stack, v_side);
@@ -253,15 +250,16 @@ impl Hidden {
     ) {
         #[cfg(target_arch = "x86_64")]
         if let Hidden::Own(p) = self {
-            use kernels::sgemm::{pack_rows, pack_transposed};
             for l in 1..dims.len() - 1 {
                 let (hi, ho) = (dims[l], dims[l + 1]);
                 let ul = kernels::cast_f32(&u[layout.layers[l].w_range()]);
-                pack_transposed(Par::Seq, ul, ho, hi, &mut p.vt[l]);
-                pack_rows(Par::Seq, ul, ho, hi, &mut p.vside[l]);
+                pack_dirs((ul, Some(ul)), (1, hi, ho), (&mut p.vt[l], &mut p.vside[l]));
                 let u2l = kernels::cast_f32(&u2[l][..ho * hi]);
-                pack_transposed(Par::Seq, u2l, ho, hi, &mut p.vt2[l]);
-                pack_rows(Par::Seq, u2l, ho, hi, &mut p.vside2[l]);
+                pack_dirs(
+                    (u2l, Some(u2l)),
+                    (1, hi, ho),
+                    (&mut p.vt2[l], &mut p.vside2[l]),
+                );
             }
         }
         let _ = (dims, layout, u, u2);
@@ -335,6 +333,20 @@ impl Hidden {
                 }
             }
         }
+    }
+}
+
+/// Packs one layer's directions for the R-passes: the stacked `V_lᵀ` (`hi × b·ho`, from `stack`,
+/// `b·ho × hi`) and, when given, the side-by-side `V_l` (`ho × b·hi`, from `side`).
+#[cfg(target_arch = "x86_64")]
+fn pack_dirs(
+    (stack, side): (&[f32], Option<&[f32]>),
+    (b, hi, ho): (usize, usize, usize),
+    (vt, vside): (&mut PackedB, &mut PackedB),
+) {
+    kernels::sgemm::pack_transposed(Par::Seq, stack, b * ho, hi, vt);
+    if let Some(side) = side {
+        kernels::sgemm::pack_rows(Par::Seq, side, ho, b * hi, vside);
     }
 }
 
