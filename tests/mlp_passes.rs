@@ -35,6 +35,12 @@ fn rel_err(a: &[f64], b: &[f64]) -> f64 {
     num / den
 }
 
+/// [`rel_err`] of two f32 results, in f64.
+fn rel_err_f32(a: &[f32], b: &[f32]) -> f64 {
+    let to64 = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<_>>();
+    rel_err(&to64(a), &to64(b))
+}
+
 /// Small config so that every code path (several row blocks, several physical batches, a
 /// ragged last block) runs on tiny inputs.
 fn tiny_cfg() -> NetConfig {
@@ -335,27 +341,38 @@ fn results_are_bit_identical_across_thread_counts() {
     }
 }
 
-/// The own first-layer GEMM and faer compute the same passes up to f32 rounding (three
-/// physical batches exercise the row offsets into the packed data).
+/// The 29-21-19-6 tanh net of the own-GEMM comparisons with faer, in f32, on 150 examples
+/// (seed `seed`): `(spec, x, labels, parameters)`.
+fn own_gemm_case(seed: u64) -> (MlpSpec, Vec<f32>, Vec<u8>, Vec<f32>) {
+    let s = MlpSpec::new(29, &[21, 19], 6, Activation::Tanh).unwrap();
+    let (x, y) = problem(150, 29, 6, seed);
+    let xf = x.iter().map(|&v| v as f32).collect();
+    let p = init_params::<f32>(&s, 5).data;
+    (s, xf, y, p)
+}
+
+/// The config of those comparisons: row blocks of 16 and physical batches of 40, so a ragged
+/// last block and batch.
+fn own_gemm_cfg(own_gemm: bool) -> NetConfig {
+    NetConfig {
+        row_block: 16,
+        chunk_rows: 40,
+        own_gemm,
+    }
+}
+
 #[test]
 fn own_gemm_gauss_newton_agrees_with_faer() {
     // The Gauss-Newton product skips the side-by-side directions; run it after a Hessian block
     // of another size so that stale packed directions would show.
-    let s = MlpSpec::new(29, &[21, 19], 6, Activation::Tanh).unwrap();
-    let (x, y) = problem(150, 29, 6, 8);
-    let xf: Vec<f32> = x.iter().map(|&v| v as f32).collect();
-    let p = init_params::<f32>(&s, 5).data;
+    let (s, xf, y, p) = own_gemm_case(8);
     let dirs: Vec<f32> = random_vec(3 * p.len(), 2)
         .iter()
         .map(|&v| v as f32)
         .collect();
     let run = |own_gemm: bool| {
-        let cfg = NetConfig {
-            row_block: 16,
-            chunk_rows: 40,
-            own_gemm,
-        };
-        let mut net = Net::new(&s, Loss::Ce, Data::new(xf.clone(), y.clone(), 29, 6), cfg);
+        let data = Data::new(xf.clone(), y.clone(), 29, 6);
+        let mut net = Net::new(&s, Loss::Ce, data, own_gemm_cfg(own_gemm));
         let mut g = vec![0f32; p.len()];
         net.gradient(&p, &mut g, Par::Seq);
         let mut hv = vec![0f32; 3 * p.len()];
@@ -372,8 +389,7 @@ fn own_gemm_gauss_newton_agrees_with_faer() {
     };
     let (own, faer) = (run(true), run(false));
     assert_eq!(faer.0, "faer");
-    let to64 = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<_>>();
-    let e = rel_err(&to64(&own.1), &to64(&faer.1));
+    let e = rel_err_f32(&own.1, &faer.1);
     assert!(
         e < 1e-5,
         "Gauss-Newton: relative difference {e:e} ({} vs faer)",
@@ -387,10 +403,7 @@ fn own_gemm_gauss_newton_agrees_with_faer() {
 /// with faer's on a net that only saw the second point.
 #[test]
 fn own_gemm_products_follow_the_cached_state() {
-    let s = MlpSpec::new(29, &[21, 19], 6, Activation::Tanh).unwrap();
-    let (x, y) = problem(150, 29, 6, 9);
-    let xf: Vec<f32> = x.iter().map(|&v| v as f32).collect();
-    let p: Vec<f32> = init_params::<f32>(&s, 5).data;
+    let (s, xf, y, p) = own_gemm_case(9);
     let shift = |seed: u64| -> Vec<f32> {
         let u = random_vec(p.len(), seed);
         p.iter().zip(&u).map(|(a, b)| a + 0.3 * *b as f32).collect()
@@ -400,14 +413,9 @@ fn own_gemm_products_follow_the_cached_state() {
         .iter()
         .map(|&v| v as f32)
         .collect();
-    let cfg = |own_gemm| NetConfig {
-        row_block: 16,
-        chunk_rows: 40,
-        own_gemm,
-    };
     let data = || Data::new(xf.clone(), y.clone(), 29, 6);
     let mut g = vec![0f32; p.len()];
-    let mut own = Net::new(&s, Loss::Mse, data(), cfg(true));
+    let mut own = Net::new(&s, Loss::Mse, data(), own_gemm_cfg(true));
     let mut hv = vec![0f32; 3 * p.len()];
     own.gradient(&p, &mut g, Par::Seq);
     own.hvp(&dirs, &mut hv, 3, Curvature::Hessian, Par::Seq);
@@ -420,12 +428,11 @@ fn own_gemm_products_follow_the_cached_state() {
     let mut t = vec![0f32; p.len()];
     own.third_order(&dirs[p.len()..2 * p.len()], &mut t, Par::Seq);
     own.hvp(&dirs, &mut hv, 3, Curvature::Hessian, Par::Seq);
-    let mut faer = Net::new(&s, Loss::Mse, data(), cfg(false));
+    let mut faer = Net::new(&s, Loss::Mse, data(), own_gemm_cfg(false));
     let mut want = vec![0f32; 3 * p.len()];
     faer.gradient(&p2, &mut g, Par::Seq);
     faer.hvp(&dirs, &mut want, 3, Curvature::Hessian, Par::Seq);
-    let to64 = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<_>>();
-    let e = rel_err(&to64(&hv), &to64(&want));
+    let e = rel_err_f32(&hv, &want);
     assert!(
         e < 1e-5,
         "Hessian block after a new gradient: relative difference {e:e} ({} vs faer)",
@@ -433,6 +440,8 @@ fn own_gemm_products_follow_the_cached_state() {
     );
 }
 
+/// The own first-layer GEMM and faer compute the same passes up to f32 rounding (three
+/// physical batches exercise the row offsets into the packed data).
 #[test]
 fn own_first_layer_gemm_agrees_with_faer() {
     let own = f32_passes(true, 2);
@@ -441,15 +450,14 @@ fn own_first_layer_gemm_agrees_with_faer() {
     if kernel_path() == KernelPath::Avx512 {
         assert_eq!(own.3, "own", "the own GEMM must run on the AVX-512 path");
     }
-    let to64 = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<_>>();
     let loss = |bits: u64| f64::from_bits(bits);
     assert!((loss(own.0) - loss(faer.0)).abs() <= 1e-6 * loss(faer.0));
-    let eg = rel_err(&to64(&own.1), &to64(&faer.1));
-    let eh = rel_err(&to64(&own.2), &to64(&faer.2));
+    let eg = rel_err_f32(&own.1, &faer.1);
+    let eh = rel_err_f32(&own.2, &faer.2);
     eprintln!("own vs faer: gradient {eg:.1e}, hvp {eh:.1e}");
     assert!(eg < 1e-5, "gradient: relative difference {eg:e}");
     assert!(eh < 1e-5, "hvp: relative difference {eh:e}");
-    let et = rel_err(&to64(&own.4), &to64(&faer.4));
+    let et = rel_err_f32(&own.4, &faer.4);
     assert!(et < 1e-5, "third order: relative difference {et:e}");
 }
 
