@@ -608,7 +608,7 @@ impl<T: Real> Net<T> {
             };
             let w1 = &self.params[self.layout.layers[0].w_range()];
             self.first
-                .times_wt(par, &self.data.x, n, d, w1, h1, &mut z1[..n * h1]);
+                .times_wt(par, &self.data.x, n, d, (w1, false), h1, &mut z1[..n * h1]);
         }
         let dims = &self.dims;
         let layout = &self.layout;
@@ -805,7 +805,7 @@ impl<T: Real> Net<T> {
             rows_of(&data.x, r0, len, d),
             len,
             d,
-            &v_stack[0][..b * h1 * d],
+            (&v_stack[0][..b * h1 * d], r0 > 0),
             b * h1,
             &mut self.rwork.rz[0][..len * b * h1],
         );

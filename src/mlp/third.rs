@@ -120,7 +120,7 @@ impl<T: Real> Net<T> {
         let slot0 = self.layout.layers[0];
         let rz0 = &mut w.r.rz[0][..len * h1];
         self.first
-            .times_wt(par, x, len, d, &u[slot0.w_range()], h1, rz0);
+            .times_wt(par, x, len, d, (&u[slot0.w_range()], r0 > 0), h1, rz0);
         let (dims, layout, params, data, cache) = (
             &self.dims,
             &self.layout,
