@@ -7,6 +7,7 @@
 //! distance computed here.
 
 use super::{rows_of, Net};
+use crate::kernels;
 use crate::kernels::gemm::{gemm_par, view, view_mut};
 use crate::model::Activation;
 use crate::par::Par;
@@ -66,12 +67,7 @@ impl<T: Real> Net<T> {
                 };
                 let mut z = vec![T::ZERO; len * ho];
                 times_wt(&mut z, Accum::Replace, input, &params[slot.w_range()]);
-                let bias = &params[slot.b_range()];
-                for zr in z.chunks_exact_mut(ho) {
-                    for (v, &c) in zr.iter_mut().zip(bias) {
-                        *v += c;
-                    }
-                }
+                kernels::add_bias(self.path, len, ho, &mut z, &params[slot.b_range()]);
                 let mut dots = Vec::with_capacity(b);
                 for (j, margin) in margins.iter_mut().enumerate() {
                     let dir = &dirs[j * p..(j + 1) * p];
