@@ -130,8 +130,7 @@ impl Hidden {
             for l in 1..dims.len() - 1 {
                 let (hi, ho) = (dims[l], dims[l + 1]);
                 let w = kernels::cast_f32(&params[layout.layers[l].w_range()]);
-                kernels::sgemm::pack_transposed(Par::Seq, w, ho, hi, &mut p.wt[l]);
-                kernels::sgemm::pack_rows(Par::Seq, w, ho, hi, &mut p.w[l]);
+                pack_both((w, Some(w)), (1, hi, ho), (&mut p.wt[l], &mut p.w[l]));
             }
         }
         let _ = (dims, layout, params);
@@ -232,7 +231,7 @@ impl Hidden {
                 let (hi, ho) = (dims[l], dims[l + 1]);
                 let v = kernels::cast_f32(&v_stack[l][..b * ho * hi]);
                 let side = v_side.map(|side| kernels::cast_f32(&side[l][..ho * b * hi]));
-                pack_dirs((v, side), (b, hi, ho), (&mut p.vt[l], &mut p.vside[l]));
+                pack_both((v, side), (b, hi, ho), (&mut p.vt[l], &mut p.vside[l]));
             }
         }
         let _ = (dims, b, v_stack, v_side);
@@ -253,9 +252,9 @@ impl Hidden {
             for l in 1..dims.len() - 1 {
                 let (hi, ho) = (dims[l], dims[l + 1]);
                 let ul = kernels::cast_f32(&u[layout.layers[l].w_range()]);
-                pack_dirs((ul, Some(ul)), (1, hi, ho), (&mut p.vt[l], &mut p.vside[l]));
+                pack_both((ul, Some(ul)), (1, hi, ho), (&mut p.vt[l], &mut p.vside[l]));
                 let u2l = kernels::cast_f32(&u2[l][..ho * hi]);
-                pack_dirs(
+                pack_both(
                     (u2l, Some(u2l)),
                     (1, hi, ho),
                     (&mut p.vt2[l], &mut p.vside2[l]),
@@ -336,10 +335,12 @@ impl Hidden {
     }
 }
 
-/// Packs one layer's directions for the R-passes: the stacked `V_lᵀ` (`hi × b·ho`, from `stack`,
-/// `b·ho × hi`) and, when given, the side-by-side `V_l` (`ho × b·hi`, from `side`).
+/// Packs a layer's `b` stacked `ho × hi` matrices both ways its products read them: `stack`
+/// (`b·ho × hi`) transposed, `hi × b·ho`, the right operand of `a·Mᵀ`, and, when given, the
+/// side-by-side `side` (`ho × b·hi`) as it is, the right operand of `g·M`. For the weights and
+/// for a single direction (`b = 1`) both come from the same matrix.
 #[cfg(target_arch = "x86_64")]
-fn pack_dirs(
+fn pack_both(
     (stack, side): (&[f32], Option<&[f32]>),
     (b, hi, ho): (usize, usize, usize),
     (vt, vside): (&mut PackedB, &mut PackedB),
