@@ -103,7 +103,7 @@ impl PackedB {
     unsafe fn pack(&mut self, par: Par, k: usize, n: usize, b: Operand) {
         let panels = n.div_ceil(NR);
         let len = panels * k * NR;
-        if (self.k, self.n, self.data.len()) != (k, n, len) {
+        if (self.k, self.n) != (k, n) {
             if self.data.capacity() >= len {
                 self.data.clear();
                 self.data.resize(len, 0.0);
