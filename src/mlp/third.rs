@@ -224,17 +224,17 @@ impl<T: Real> Net<T> {
                 hidden.rbackward(at, (r2gl, rgl), wu2, r2da);
                 let h = l - 1;
                 let zh = &mut zh[..rows * hi];
-                let at = q0 * hi..(q0 + rows) * hi;
+                let span = q0 * hi..(q0 + rows) * hi;
                 let mut da: &[T] = &[];
                 if act == Activation::Gelu {
                     // GELU's third derivative needs z_h (cached without its bias) and da.
-                    zh.copy_from_slice(&cache.gelu_z[h][at.clone()]);
+                    zh.copy_from_slice(&cache.gelu_z[h][span.clone()]);
                     kernels::add_bias(path, rows, hi, zh, &params[layout.layers[h].b_range()]);
-                    da = &cache.gelu_da[h][at.clone()];
+                    da = &cache.gelu_da[h][span.clone()];
                 }
-                let (s1, s2) = (&cache.s1[h][at.clone()], &cache.s2[h][at.clone()]);
-                let e = &cache.e[h][at.clone()];
-                s3da(act, &cache.a[h][at.clone()], &cache.g[h][at], e, s1, zh, da);
+                let (s1, s2) = (&cache.s1[h][span.clone()], &cache.s2[h][span.clone()]);
+                let (e, a) = (&cache.e[h][span.clone()], &cache.a[h][span.clone()]);
+                s3da(act, a, &cache.g[h][span], e, s1, zh, da);
                 let (z, z2) = (&*rz[h], &*r2z[h]);
                 for ((v, (&e, &z)), (&s1, &rda)) in rg_lo[h]
                     .iter_mut()
