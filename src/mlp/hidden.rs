@@ -80,6 +80,17 @@ pub(super) struct Packs {
     grads_fresh: bool,
 }
 
+#[cfg(target_arch = "x86_64")]
+impl Packs {
+    /// The packings of `dirs`, per layer: stacked `V_lᵀ` and side-by-side `V_l`.
+    fn dirs(&self, dirs: Dirs) -> (&[PackedB], &[PackedB]) {
+        match dirs {
+            Dirs::Current => (&self.vt, &self.vside),
+            Dirs::Doubled => (&self.vt2, &self.vside2),
+        }
+    }
+}
+
 /// The directions of an R-pass product (see [`Hidden::rforward`]): those of the current product
 /// ([`Hidden::set_directions`], or a third-order product's `U`), or a third-order product's `2U`
 /// ([`Hidden::set_third`]).
@@ -298,7 +309,7 @@ impl Hidden {
             Hidden::Faer => layer::rforward(rows, b, hi, ho, a_prev, Some(ra_prev), w, v_stack, rz),
             #[cfg(target_arch = "x86_64")]
             Hidden::Own(p) => {
-                let vt = if dirs == Dirs::Doubled { &p.vt2 } else { &p.vt };
+                let (vt, _) = p.dirs(dirs);
                 times(ra_prev, rows * b, &p.wt[l], rz, false);
                 times(a_prev, rows, &vt[l], rz, true);
             }
@@ -321,11 +332,7 @@ impl Hidden {
             Hidden::Faer => layer::rbackward(rows, b, hi, ho, rg, g, w, v_side, rda_prev),
             #[cfg(target_arch = "x86_64")]
             Hidden::Own(p) => {
-                let vside = if dirs == Dirs::Doubled {
-                    &p.vside2
-                } else {
-                    &p.vside
-                };
+                let (_, vside) = p.dirs(dirs);
                 times(rg, rows * b, &p.w[l], rda_prev, false);
                 if v_side.is_some() {
                     times(g, rows, &vside[l], rda_prev, true);
