@@ -286,8 +286,12 @@ fn dense_hessian_of_a_tiny_net_is_symmetric_and_matches_the_reference() {
 
 /// Gradient, a 3-direction HVP block and a third-order product of a 37-33-17-10 net on 300
 /// examples in physical batches of 100, in f32 (loss bits, gradient, products, first-layer
-/// GEMM, third-order product).
-fn f32_passes(own_gemm: bool, threads: usize) -> (u64, Vec<f32>, Vec<f32>, &'static str, Vec<f32>) {
+/// GEMM, third-order product), with the copies around a product in pieces of `copy_chunk`.
+fn f32_passes(
+    own_gemm: bool,
+    threads: usize,
+    copy_chunk: usize,
+) -> (u64, Vec<f32>, Vec<f32>, &'static str, Vec<f32>) {
     let s = MlpSpec::new(37, &[33, 17], 10, Activation::Tanh).unwrap();
     let (x, y) = problem(300, 37, 10, 4);
     let xf: Vec<f32> = x.iter().map(|&v| v as f32).collect();
@@ -296,6 +300,7 @@ fn f32_passes(own_gemm: bool, threads: usize) -> (u64, Vec<f32>, Vec<f32>, &'sta
         row_block: 32,
         chunk_rows: 100,
         own_gemm,
+        copy_chunk,
     };
     let dirs: Vec<f32> = random_vec(3 * p.len(), 1)
         .iter()
@@ -316,27 +321,27 @@ fn f32_passes(own_gemm: bool, threads: usize) -> (u64, Vec<f32>, Vec<f32>, &'sta
 #[test]
 fn results_are_bit_identical_across_thread_counts() {
     let same = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
-    // Both first-layer GEMMs (eosbench's own runs where the CPU has AVX-512).
+    // Both first-layer GEMMs (eosbench's own runs where the CPU has AVX-512); the copies
+    // around a product whole, and in pieces of 40 elements (one or two rows of a weight
+    // matrix).
+    let whole = NetConfig::default().copy_chunk;
     for own_gemm in [true, false] {
-        let base = f32_passes(own_gemm, 1);
-        for t in [2, 3, 8] {
-            let r = f32_passes(own_gemm, t);
-            assert_eq!(
-                base.0, r.0,
-                "loss differs at {t} threads (own_gemm {own_gemm})"
-            );
-            assert!(
-                same(&base.1, &r.1),
-                "gradient differs at {t} threads (own_gemm {own_gemm})"
-            );
-            assert!(
-                same(&base.2, &r.2),
-                "hvp differs at {t} threads (own_gemm {own_gemm})"
-            );
-            assert!(
-                same(&base.4, &r.4),
-                "third-order product differs at {t} threads (own_gemm {own_gemm})"
-            );
+        let base = f32_passes(own_gemm, 1, whole);
+        for (t, copy_chunk) in [
+            (2, whole),
+            (3, whole),
+            (8, whole),
+            (1, 40),
+            (2, 40),
+            (8, 40),
+        ] {
+            let r = f32_passes(own_gemm, t, copy_chunk);
+            let at =
+                format!("at {t} threads, copies in pieces of {copy_chunk} (own_gemm {own_gemm})");
+            assert_eq!(base.0, r.0, "loss differs {at}");
+            assert!(same(&base.1, &r.1), "gradient differs {at}");
+            assert!(same(&base.2, &r.2), "hvp differs {at}");
+            assert!(same(&base.4, &r.4), "third-order product differs {at}");
         }
     }
 }
@@ -358,6 +363,7 @@ fn own_gemm_cfg(own_gemm: bool) -> NetConfig {
         row_block: 16,
         chunk_rows: 40,
         own_gemm,
+        ..NetConfig::default()
     }
 }
 
@@ -444,8 +450,8 @@ fn own_gemm_products_follow_the_cached_state() {
 /// physical batches exercise the row offsets into the packed data).
 #[test]
 fn own_first_layer_gemm_agrees_with_faer() {
-    let own = f32_passes(true, 2);
-    let faer = f32_passes(false, 2);
+    let own = f32_passes(true, 2, NetConfig::default().copy_chunk);
+    let faer = f32_passes(false, 2, NetConfig::default().copy_chunk);
     assert_eq!(faer.3, "faer");
     if kernel_path() == KernelPath::Avx512 {
         assert_eq!(own.3, "own", "the own GEMM must run on the AVX-512 path");

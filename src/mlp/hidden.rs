@@ -135,16 +135,22 @@ impl Hidden {
     }
 
     /// Packs `W_lᵀ` and `W_l` of every layer after the first, from `params`.
-    pub(super) fn set_params<T: Real>(&mut self, dims: &[usize], layout: &Layout, params: &[T]) {
+    pub(super) fn set_params<T: Real>(
+        &mut self,
+        par: Par,
+        dims: &[usize],
+        layout: &Layout,
+        params: &[T],
+    ) {
         #[cfg(target_arch = "x86_64")]
         if let Hidden::Own(p) = self {
             for l in 1..dims.len() - 1 {
                 let (hi, ho) = (dims[l], dims[l + 1]);
                 let w = kernels::cast_f32(&params[layout.layers[l].w_range()]);
-                pack_both((w, Some(w)), (1, hi, ho), (&mut p.wt[l], &mut p.w[l]));
+                pack_both(par, (w, Some(w)), (1, hi, ho), (&mut p.wt[l], &mut p.w[l]));
             }
         }
-        let _ = (dims, layout, params);
+        let _ = (par, dims, layout, params);
     }
 
     /// Marks the packed cached state stale: call whenever the cache gets a new forward pass.
@@ -231,6 +237,7 @@ impl Hidden {
     /// `V_l` of every layer after the first.
     pub(super) fn set_directions<T: Real>(
         &mut self,
+        par: Par,
         dims: &[usize],
         b: usize,
         v_stack: &[Vec<T>],
@@ -242,10 +249,10 @@ impl Hidden {
                 let (hi, ho) = (dims[l], dims[l + 1]);
                 let v = kernels::cast_f32(&v_stack[l][..b * ho * hi]);
                 let side = v_side.map(|side| kernels::cast_f32(&side[l][..ho * b * hi]));
-                pack_both((v, side), (b, hi, ho), (&mut p.vt[l], &mut p.vside[l]));
+                pack_both(par, (v, side), (b, hi, ho), (&mut p.vt[l], &mut p.vside[l]));
             }
         }
-        let _ = (dims, b, v_stack, v_side);
+        let _ = (par, dims, b, v_stack, v_side);
     }
 
     /// Packs a third-order product's direction: `U_l` as the current directions of one product
@@ -253,6 +260,7 @@ impl Hidden {
     /// [`Dirs::Doubled`], for every layer after the first.
     pub(super) fn set_third<T: Real>(
         &mut self,
+        par: Par,
         dims: &[usize],
         layout: &Layout,
         u: &[T],
@@ -263,16 +271,18 @@ impl Hidden {
             for l in 1..dims.len() - 1 {
                 let (hi, ho) = (dims[l], dims[l + 1]);
                 let ul = kernels::cast_f32(&u[layout.layers[l].w_range()]);
-                pack_both((ul, Some(ul)), (1, hi, ho), (&mut p.vt[l], &mut p.vside[l]));
+                let packs = (&mut p.vt[l], &mut p.vside[l]);
+                pack_both(par, (ul, Some(ul)), (1, hi, ho), packs);
                 let u2l = kernels::cast_f32(&u2[l][..ho * hi]);
                 pack_both(
+                    par,
                     (u2l, Some(u2l)),
                     (1, hi, ho),
                     (&mut p.vt2[l], &mut p.vside2[l]),
                 );
             }
         }
-        let _ = (dims, layout, u, u2);
+        let _ = (par, dims, layout, u, u2);
     }
 
     /// The products with a layer's weights at `at` (`at.b` unused): the forward
@@ -348,13 +358,14 @@ impl Hidden {
 /// for a single direction (`b = 1`) both come from the same matrix.
 #[cfg(target_arch = "x86_64")]
 fn pack_both(
+    par: Par,
     (stack, side): (&[f32], Option<&[f32]>),
     (b, hi, ho): (usize, usize, usize),
     (vt, vside): (&mut PackedB, &mut PackedB),
 ) {
-    kernels::sgemm::pack_transposed(Par::Seq, stack, b * ho, hi, vt);
+    kernels::sgemm::pack_transposed(par, stack, b * ho, hi, vt);
     if let Some(side) = side {
-        kernels::sgemm::pack_rows(Par::Seq, side, ho, b * hi, vside);
+        kernels::sgemm::pack_rows(par, side, ho, b * hi, vside);
     }
 }
 

@@ -97,7 +97,8 @@ impl<T: Real> Net<T> {
                     .collect()
             })
             .collect();
-        self.hidden.set_third(&self.dims, &self.layout, u, &w.u2);
+        self.hidden
+            .set_third(par, &self.dims, &self.layout, u, &w.u2);
         let cache = &self.cache;
         self.hidden.pack_state(par, &self.dims, n, &cache.a, None);
         let mut r0 = 0;
