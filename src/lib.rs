@@ -1,8 +1,8 @@
 //! eosbench: edge-of-stability training dynamics on CPUs — exact Hessian-vector products,
 //! block Lanczos sharpness and full-batch gradient descent.
 //!
-//! Data flow: [`data`] → [`model`] parameters → [`mlp`] passes (over [`kernels`]) →
-//! [`hvp`] operators → [`eig`] solvers.
+//! Data flow: [`data`] → [`model`] parameters → [`train`] (gradient descent) → [`mlp`] passes
+//! (over [`kernels`]) → [`hvp`] operators → [`eig`] solvers; records leave through [`report`].
 
 pub mod cli;
 pub mod data;
@@ -14,6 +14,7 @@ pub mod model;
 pub mod par;
 pub mod real;
 pub mod report;
+pub mod train;
 
 pub use par::Par;
 pub use real::Real;

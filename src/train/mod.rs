@@ -1,0 +1,263 @@
+//! Full-batch gradient descent with sharpness tracking (DESIGN §1, "Training" and "Sharpness").
+//!
+//! At every step `t` (`t` updates done so far, `θ_0` the initialization):
+//! 1. one gradient pass at `θ_t` gives the train loss, the accuracy and `∇L(θ_t)`, and caches the
+//!    forward/backward state;
+//! 2. when `t` is a multiple of [`Tracking::every`], block Lanczos computes the top eigenvalues
+//!    of the Hessian (or Gauss–Newton matrix) at `θ_t` from that cached state, warm-started from
+//!    the previous estimate's Ritz vectors;
+//! 3. the observer receives the step's record (and the eigenvalues);
+//! 4. the run stops when the train accuracy exceeds the goal (strictly), the loss falls below
+//!    the loss goal, `t` reaches the step cap, or the loss is not finite (divergence);
+//! 5. otherwise `θ_{t+1} = θ_t − η ∇L(θ_t)`.
+//!
+//! This is the loop of the Edge-of-Stability reference code (evaluate, measure, test the goals,
+//! then step), so step `t` here is step `t` there. Records leave through an [`Observer`], never by
+//! printing; an observer error (a full disk) stops the run with that error, after everything
+//! before it was delivered. The solver's workspace is allocated once, at the first estimate.
+
+use std::time::Instant;
+
+use crate::eig::{EigError, LanczosParams, LanczosWorkspace, Status};
+use crate::hvp::top_eigenpairs_in;
+use crate::mlp::{Curvature, Net};
+use crate::par::Par;
+use crate::real::Real;
+
+/// Gradient-descent settings.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GdConfig {
+    /// Step size `η`.
+    pub lr: f64,
+    /// Step cap: the run evaluates `θ_0 … θ_max_steps` at most.
+    pub max_steps: usize,
+    /// Stop once the train accuracy is strictly above this (the Figure-1 runs: 0.99).
+    pub acc_goal: Option<f64>,
+    /// Stop once the train loss is strictly below this.
+    pub loss_goal: Option<f64>,
+}
+
+/// Sharpness-tracking settings.
+#[derive(Clone, Copy, Debug)]
+pub struct Tracking {
+    /// Estimate at steps `0, every, 2·every, …`; `0` never.
+    pub every: usize,
+    /// The operator: the Hessian (the sharpness) or the Gauss–Newton matrix.
+    pub curvature: Curvature,
+    /// Solver settings (`k`, block, tolerance, caps, seed, threads).
+    pub lanczos: LanczosParams,
+    /// Start each estimate from the previous one's Ritz vectors (cold random starts otherwise).
+    pub warm_start: bool,
+}
+
+/// One step's evaluation at `θ_t`, before its update.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepRecord {
+    pub step: usize,
+    pub loss: f64,
+    pub accuracy: f64,
+    /// `‖∇L(θ_t)‖₂`.
+    pub grad_norm: f64,
+    /// Wall-clock seconds of the step: gradient pass, eigenvalue estimate (if any), update.
+    pub seconds: f64,
+}
+
+/// One eigenvalue estimate at `θ_t`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EigRecord {
+    pub step: usize,
+    /// The top `k` Ritz values, largest first.
+    pub values: Vec<f64>,
+    /// Their true residual norms `‖A y − θ y‖`.
+    pub residuals: Vec<f64>,
+    pub status: Status,
+    /// Operator column-products and block iterations of this estimate.
+    pub products: usize,
+    pub iterations: usize,
+    /// Wall-clock seconds of the estimate (products included).
+    pub seconds: f64,
+}
+
+/// Receives the records of a run as they are produced.
+pub trait Observer {
+    /// Called once per step, after the step's eigenvalue estimate (if any) was delivered.
+    fn step(&mut self, rec: &StepRecord) -> std::io::Result<()>;
+    /// Called for each eigenvalue estimate.
+    fn eigs(&mut self, rec: &EigRecord) -> std::io::Result<()>;
+}
+
+/// Why a run stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StopReason {
+    /// Train accuracy above [`GdConfig::acc_goal`].
+    AccuracyGoal,
+    /// Train loss below [`GdConfig::loss_goal`].
+    LossGoal,
+    /// [`GdConfig::max_steps`] reached.
+    MaxSteps,
+    /// The loss is not finite: gradient descent diverged.
+    Diverged,
+}
+
+impl StopReason {
+    pub fn name(self) -> &'static str {
+        match self {
+            StopReason::AccuracyGoal => "accuracy-goal",
+            StopReason::LossGoal => "loss-goal",
+            StopReason::MaxSteps => "max-steps",
+            StopReason::Diverged => "diverged",
+        }
+    }
+}
+
+/// The end of a run.
+#[derive(Clone, Debug)]
+pub struct Outcome<T> {
+    pub stop: StopReason,
+    /// The record of the last evaluated step (the one that met the stop rule).
+    pub last: StepRecord,
+    /// `θ` at that step (no update applied after it).
+    pub params: Vec<T>,
+    /// Eigenvalue estimates made, and their products in total.
+    pub estimates: usize,
+    pub products: usize,
+}
+
+/// Errors that end a run early. Records delivered before the error stay delivered.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error("invalid gradient-descent settings: {0}")]
+    Config(String),
+    #[error("eigenvalue estimate at step {step} failed: {source}")]
+    Eig {
+        step: usize,
+        #[source]
+        source: EigError,
+    },
+    #[error("writing the records of step {step} failed: {source}")]
+    Observer {
+        step: usize,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Runs gradient descent from `params` on the net's data set (see the module docs).
+pub fn gradient_descent<T: Real>(
+    net: &mut Net<T>,
+    mut params: Vec<T>,
+    gd: &GdConfig,
+    tracking: Option<&Tracking>,
+    par: Par,
+    obs: &mut dyn Observer,
+) -> Result<Outcome<T>, TrainError> {
+    if !(gd.lr.is_finite() && gd.lr > 0.0) {
+        return Err(TrainError::Config(format!(
+            "the step size must be positive and finite, not {}",
+            gd.lr
+        )));
+    }
+    if params.len() != net.num_params() {
+        return Err(TrainError::Config(format!(
+            "{} parameters given for a net of {}",
+            params.len(),
+            net.num_params()
+        )));
+    }
+    let lr = T::from_f64(gd.lr);
+    let mut grad = vec![T::ZERO; params.len()];
+    let mut ws = LanczosWorkspace::new();
+    let mut start: Option<Vec<f64>> = None;
+    let (mut estimates, mut products) = (0, 0);
+    let mut step = 0;
+    loop {
+        let t0 = Instant::now();
+        let ev = net.gradient(&params, &mut grad, par);
+        let grad_norm = grad
+            .iter()
+            .map(|g| {
+                let g = g.to_f64();
+                g * g
+            })
+            .sum::<f64>()
+            .sqrt();
+        let diverged = !ev.loss.is_finite();
+        let due = tracking.filter(|t| t.every > 0 && step % t.every == 0 && !diverged);
+        if let Some(tr) = due {
+            let sh = top_eigenpairs_in(&mut ws, net, tr.curvature, &tr.lanczos, start.as_deref())
+                .map_err(|source| TrainError::Eig { step, source })?;
+            let r = sh.result;
+            estimates += 1;
+            products += r.products;
+            let rec = EigRecord {
+                step,
+                values: r.values,
+                residuals: r.residuals,
+                status: r.status,
+                products: r.products,
+                iterations: r.iterations,
+                seconds: sh.seconds,
+            };
+            obs.eigs(&rec)
+                .map_err(|source| TrainError::Observer { step, source })?;
+            start = tr.warm_start.then_some(r.vectors);
+        }
+        let stop = if diverged {
+            Some(StopReason::Diverged)
+        } else if gd.acc_goal.is_some_and(|g| ev.accuracy > g) {
+            Some(StopReason::AccuracyGoal)
+        } else if gd.loss_goal.is_some_and(|g| ev.loss < g) {
+            Some(StopReason::LossGoal)
+        } else if step >= gd.max_steps {
+            Some(StopReason::MaxSteps)
+        } else {
+            None
+        };
+        if stop.is_none() {
+            for (p, g) in params.iter_mut().zip(&grad) {
+                *p -= lr * *g;
+            }
+        }
+        let rec = StepRecord {
+            step,
+            loss: ev.loss,
+            accuracy: ev.accuracy,
+            grad_norm,
+            seconds: t0.elapsed().as_secs_f64(),
+        };
+        obs.step(&rec)
+            .map_err(|source| TrainError::Observer { step, source })?;
+        if let Some(stop) = stop {
+            return Ok(Outcome {
+                stop,
+                last: rec,
+                params,
+                estimates,
+                products,
+            });
+        }
+        step += 1;
+    }
+}
+
+/// An observer that keeps every record in memory (tests, small runs).
+#[derive(Clone, Debug, Default)]
+pub struct Recorder {
+    pub steps: Vec<StepRecord>,
+    pub eigs: Vec<EigRecord>,
+}
+
+impl Observer for Recorder {
+    fn step(&mut self, rec: &StepRecord) -> std::io::Result<()> {
+        self.steps.push(*rec);
+        Ok(())
+    }
+    fn eigs(&mut self, rec: &EigRecord) -> std::io::Result<()> {
+        self.eigs.push(rec.clone());
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;
