@@ -72,6 +72,7 @@ fn help_lists_every_subcommand_with_a_summary() {
         ("loss", "loss and accuracy"),
         ("verify", "finite differences"),
         ("sharpness", "eigenvalues"),
+        ("train", "gradient descent"),
     ] {
         let line = out
             .lines()
@@ -561,5 +562,106 @@ fn sharpness_help_keeps_its_dtype_note_under_precision() {
     ];
     for pair in order.windows(2) {
         assert!(at(pair[0]) < at(pair[1]), "{pair:?} out of order:\n{out}");
+    }
+}
+
+/// The rows of a CSV file (header first), split at commas.
+fn csv_rows(path: &Path) -> Vec<Vec<String>> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .map(|l| l.split(',').map(String::from).collect())
+        .collect()
+}
+
+#[test]
+fn train_writes_a_complete_run_directory() {
+    let scratch = ScratchDir::new("train").unwrap();
+    let root = scratch.path.to_str().unwrap();
+    let net = [
+        "--widths",
+        "16",
+        "--input-dim",
+        "10",
+        "--classes",
+        "3",
+        "--dataset",
+        "synthetic-90",
+    ];
+    let mut args = vec!["--json", "train", "--lr", "2/10", "--max-steps", "12"];
+    args.extend(net);
+    args.extend(["--eig-every", "5", "-k", "2", "--results", root]);
+    args.extend(["--experiment", "fig", "--run-id", "r1"]);
+    let v = serde_json::from_str::<Value>(&succeeded(&run(&args))).unwrap();
+    let dir = scratch.path.join("fig").join("r1");
+    assert_eq!(v["run_dir"].as_str().unwrap(), dir.to_str().unwrap());
+    assert_eq!(v["outcome"]["stop"], "max-steps", "{v}");
+    assert_eq!(v["outcome"]["steps"], 12);
+
+    // One row per evaluated step 0..=12, one estimate per fifth step.
+    let steps = csv_rows(&dir.join("steps.csv"));
+    assert_eq!(
+        steps[0],
+        [
+            "step",
+            "train_loss",
+            "train_accuracy",
+            "grad_norm",
+            "t_step_ms"
+        ]
+    );
+    assert_eq!(steps.len(), 14);
+    let loss: Vec<f64> = steps[1..].iter().map(|r| r[1].parse().unwrap()).collect();
+    assert!(loss[12] < loss[0], "GD lowers the loss: {loss:?}");
+    let eigs = csv_rows(&dir.join("eigs.csv"));
+    assert_eq!(
+        eigs[0][..5],
+        ["step", "lambda_1", "lambda_2", "residual_1", "residual_2"]
+    );
+    let at: Vec<&str> = eigs[1..].iter().map(|r| r[0].as_str()).collect();
+    assert_eq!(at, ["0", "5", "10"]);
+    for r in &eigs[1..] {
+        let (l1, l2): (f64, f64) = (r[1].parse().unwrap(), r[2].parse().unwrap());
+        assert!(l1 >= l2 && l1 > 0.0, "{r:?}");
+    }
+    assert_eq!(
+        v["outcome"]["last_sharpness"].as_f64().unwrap(),
+        eigs[3][1].parse::<f64>().unwrap()
+    );
+
+    // run.json carries the configuration, the provenance and the outcome.
+    let rj: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("run.json")).unwrap()).unwrap();
+    assert_eq!(rj["config"]["lr"], 0.2);
+    assert_eq!(rj["config"]["eig_every"], 5);
+    assert_eq!(rj["outcome"], v["outcome"]);
+    assert!(rj["meta"]["git_revision"].is_string());
+    let svg = std::fs::read_to_string(dir.join("figure.svg")).unwrap();
+    assert_contains(&svg, &["<svg", "train loss", "sharpness", "2/η = 10.0000"]);
+
+    // The final checkpoint holds the parameters of the last row.
+    let ck = dir.join("final.safetensors");
+    let mut args = vec!["--json", "loss", "--params", ck.to_str().unwrap()];
+    args.extend(&net[6..]);
+    let l = serde_json::from_str::<Value>(&succeeded(&run(&args))).unwrap();
+    let got = l["loss"].as_f64().unwrap();
+    assert!(
+        (got - loss[12]).abs() <= 1e-6 * loss[12],
+        "{got} vs {}",
+        loss[12]
+    );
+
+    // An existing run id is never overwritten.
+    let mut args = vec!["train", "--lr", "0.1", "--max-steps", "1"];
+    args.extend(net);
+    args.extend(["--results", root, "--experiment", "fig", "--run-id", "r1"]);
+    assert_contains(&failed_with(&run(&args), 1), &["already exists"]);
+}
+
+#[test]
+fn train_rejects_step_sizes_that_are_not_positive() {
+    for lr in ["0", "-0.5", "2/0", "fast"] {
+        let err = failed_with(&run(&["train", "--lr", lr, "--dataset", "synthetic-10"]), 2);
+        assert_contains(&err, &["--lr"]);
     }
 }

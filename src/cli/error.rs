@@ -22,6 +22,14 @@ pub enum CliError {
     #[error(transparent)]
     Eig(#[from] crate::eig::EigError),
 
+    /// Gradient descent stopped early; the run directory keeps everything before the error.
+    #[error("{source} (the results so far are in {run_dir})")]
+    Train {
+        run_dir: PathBuf,
+        #[source]
+        source: crate::train::TrainError,
+    },
+
     /// The network's input width differs from the dataset's feature count.
     #[error(
         "the network {spec} takes inputs of dimension {input_dim}, but dataset '{dataset}' has \

@@ -2,8 +2,9 @@
 //! result into an exit code; everything here returns `Result`.
 //!
 //! Subcommands: `data verify` (CIFAR-10 checksums), `init` (initial checkpoint), `loss`
-//! (full-batch loss and accuracy), `sharpness` (top Hessian eigenvalues), `verify` (derivatives vs finite differences, symmetry,
-//! f32 vs f64). Global options: `--threads`, `--data-dir`, `--json`.
+//! (full-batch loss and accuracy), `sharpness` (top Hessian eigenvalues), `verify`
+//! (derivatives vs finite differences, symmetry, f32 vs f64), `train` (gradient descent with
+//! the sharpness tracked). Global options: `--threads`, `--data-dir`, `--json`.
 //!
 //! Every command produces an [`Output`]: the human-readable text, the same result as JSON, and
 //! optionally a failure (a check above tolerance, a data directory that differs from the
@@ -17,6 +18,7 @@ mod init_cmd;
 mod loss_cmd;
 mod progress;
 mod sharpness_cmd;
+mod train_cmd;
 mod verify_cmd;
 
 use std::io::Write;
@@ -33,6 +35,7 @@ pub use error::CliError;
 pub use init_cmd::{init, InitArgs};
 pub use loss_cmd::{loss, LossArgs};
 pub use sharpness_cmd::{sharpness, SharpnessArgs};
+pub use train_cmd::{train, TrainArgs};
 pub use verify_cmd::{random_unit_directions, verify, VerifyArgs};
 
 use crate::data::{resolve_data_dir, DataDir};
@@ -78,6 +81,8 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Top-k eigenvalues of the loss Hessian (or Gauss–Newton matrix) by block Lanczos
     Sharpness(SharpnessArgs),
+    /// Full-batch gradient descent with the sharpness tracked (Figure 1), into a run directory
+    Train(TrainArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -172,5 +177,6 @@ fn dispatch(cmd: &Command, ctx: &Context) -> Result<Output, CliError> {
         Command::Loss(a) => loss(a, ctx),
         Command::Verify(a) => verify(a, ctx),
         Command::Sharpness(a) => sharpness(a, ctx),
+        Command::Train(a) => train(a, ctx),
     }
 }

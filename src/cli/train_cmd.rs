@@ -1,0 +1,412 @@
+//! `eosbench train`: full-batch gradient descent with the sharpness tracked along the way (the
+//! runs of Figure 1), written to a fresh run directory `<results>/<experiment>/<run-id>/`:
+//! `run.json` (configuration, provenance, outcome), `steps.csv`, `eigs.csv`, `figure.svg`
+//! (train loss and sharpness against the step, with the `2/η` line) and `final.safetensors`
+//! (the parameters at the last step). The tables are streamed row by row, so an interrupted run
+//! keeps every step it finished; `run.json` is written before the first step and again at the
+//! end.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::Args;
+use serde_json::json;
+
+use super::args::{Dtype, LoadedNet, NetArgs};
+use super::sharpness_cmd::CurvatureArg;
+use super::{key_values, progress, CliError, Context, Output};
+use crate::eig::{LanczosParams, Status};
+use crate::mlp::Curvature;
+use crate::model::{save_checkpoint, CheckpointMeta, Params};
+use crate::real::Real;
+use crate::report::{training_figure, CsvField, CsvWriter, RunDir, RunMeta, TrainingCurves};
+use crate::train::{
+    gradient_descent, EigRecord, GdConfig, Observer, StepRecord, StopReason, Tracking,
+};
+
+#[derive(Args, Clone, Debug)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    pub net: NetArgs,
+
+    /// Step size η: a number or a fraction (0.01, 2/200)
+    #[arg(long, value_name = "ETA", value_parser = parse_rate, help_heading = "Gradient descent")]
+    pub lr: f64,
+
+    /// Most steps (updates) before stopping
+    #[arg(long, default_value_t = 100_000, help_heading = "Gradient descent")]
+    pub max_steps: usize,
+
+    /// Stop once the train accuracy exceeds this (strictly); 1 never stops on accuracy
+    #[arg(long, default_value_t = 0.99, help_heading = "Gradient descent")]
+    pub acc_goal: f64,
+
+    /// Stop once the train loss falls below this
+    #[arg(long, value_name = "LOSS", help_heading = "Gradient descent")]
+    pub loss_goal: Option<f64>,
+
+    /// Estimate the top eigenvalues every N steps (0: never)
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 1,
+        help_heading = "Sharpness tracking"
+    )]
+    pub eig_every: usize,
+
+    /// Number of top eigenvalues per estimate
+    #[arg(
+        short = 'k',
+        long,
+        default_value_t = 1,
+        help_heading = "Sharpness tracking"
+    )]
+    pub k: usize,
+
+    /// Block size of block Lanczos (1 = plain Lanczos)
+    #[arg(long, default_value_t = 1, help_heading = "Sharpness tracking")]
+    pub block: usize,
+
+    /// Relative residual tolerance of each estimate ‖Hy − θy‖ ≤ tol·|θ|
+    #[arg(long, default_value_t = 1e-3, help_heading = "Sharpness tracking")]
+    pub tol: f64,
+
+    /// Cap on products per estimate
+    #[arg(long, default_value_t = 300, help_heading = "Sharpness tracking")]
+    pub max_products: usize,
+
+    /// Cap on stored basis vectors per estimate (memory: 2 × this × p × 8 bytes)
+    #[arg(long, default_value_t = 32, help_heading = "Sharpness tracking")]
+    pub max_basis: usize,
+
+    /// Seed of the random start block of the first estimate
+    #[arg(long, default_value_t = 0, help_heading = "Sharpness tracking")]
+    pub solver_seed: u64,
+
+    /// Curvature matrix
+    #[arg(
+        long,
+        value_enum,
+        default_value_t = CurvatureArg::Hessian,
+        help_heading = "Sharpness tracking"
+    )]
+    pub curvature: CurvatureArg,
+
+    /// Start every estimate from a random block instead of the previous Ritz vectors
+    #[arg(long, help_heading = "Sharpness tracking")]
+    pub cold_start: bool,
+
+    /// Root of the results tree
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "results",
+        help_heading = "Output"
+    )]
+    pub results: PathBuf,
+
+    /// Experiment name: runs go to RESULTS/EXPERIMENT/RUN-ID
+    #[arg(long, default_value = "train", help_heading = "Output")]
+    pub experiment: String,
+
+    /// Run id [default: UTC start time and a random suffix]
+    #[arg(long, help_heading = "Output")]
+    pub run_id: Option<String>,
+}
+
+/// `0.01`, `2/200`: a positive finite step size.
+fn parse_rate(s: &str) -> Result<f64, String> {
+    let num = |t: &str| {
+        t.trim()
+            .parse::<f64>()
+            .map_err(|_| format!("'{s}' is not a number or a fraction like 2/200"))
+    };
+    let v = match s.split_once('/') {
+        Some((a, b)) => num(a)? / num(b)?,
+        None => num(s)?,
+    };
+    if v.is_finite() && v > 0.0 {
+        Ok(v)
+    } else {
+        Err(format!(
+            "the step size must be positive and finite ('{s}' is {v})"
+        ))
+    }
+}
+
+pub fn train(args: &TrainArgs, ctx: &Context) -> Result<Output, CliError> {
+    match args.net.dtype {
+        Dtype::F32 => run::<f32>(args, ctx),
+        Dtype::F64 => run::<f64>(args, ctx),
+    }
+}
+
+/// Streams the records to the run's tables, keeps the curves for the figure, shows progress.
+struct RunFiles {
+    steps: CsvWriter,
+    eigs: Option<CsvWriter>,
+    k: usize,
+    loss: Vec<(f64, f64)>,
+    sharpness: Vec<(f64, f64)>,
+    last: Option<(StepRecord, Option<f64>)>,
+    bar: indicatif::ProgressBar,
+}
+
+impl Observer for RunFiles {
+    fn step(&mut self, r: &StepRecord) -> std::io::Result<()> {
+        self.steps.write_row(&[
+            r.step.into(),
+            r.loss.into(),
+            r.accuracy.into(),
+            r.grad_norm.into(),
+            (r.seconds * 1e3).into(),
+        ])?;
+        self.loss.push((r.step as f64, r.loss));
+        let lambda = self.sharpness.last().map(|s| s.1);
+        self.bar.set_position(r.step as u64);
+        self.bar.set_message(format!(
+            "loss {:.4} acc {:.4}{}",
+            r.loss,
+            r.accuracy,
+            lambda.map_or(String::new(), |l| format!(" λ1 {l:.2}"))
+        ));
+        self.last = Some((*r, lambda));
+        Ok(())
+    }
+
+    fn eigs(&mut self, r: &EigRecord) -> std::io::Result<()> {
+        if let Some(w) = &mut self.eigs {
+            let cell = |v: Option<&f64>| CsvField::from(v.copied());
+            let mut row = vec![CsvField::from(r.step)];
+            row.extend((0..self.k).map(|i| cell(r.values.get(i))));
+            row.extend((0..self.k).map(|i| cell(r.residuals.get(i))));
+            row.extend([
+                CsvField::from(status_name(r.status)),
+                CsvField::from(r.products),
+                CsvField::from(r.iterations),
+                CsvField::from(r.seconds * 1e3),
+            ]);
+            w.write_row(&row)?;
+        }
+        if let Some(&top) = r.values.first() {
+            self.sharpness.push((r.step as f64, top));
+        }
+        Ok(())
+    }
+}
+
+fn status_name(s: Status) -> &'static str {
+    match s {
+        Status::Converged => "converged",
+        Status::MaxProducts => "max-products",
+        Status::Breakdown => "breakdown",
+    }
+}
+
+fn run<T: Real>(args: &TrainArgs, ctx: &Context) -> Result<Output, CliError> {
+    let LoadedNet {
+        params,
+        source,
+        ds,
+        mut net,
+        ..
+    } = args.net.load::<T>(&ctx.data_dir)?;
+    let spec = params.spec.clone();
+    let p = spec.num_params();
+    let curvature = match args.curvature {
+        CurvatureArg::Hessian => Curvature::Hessian,
+        CurvatureArg::Ggn => Curvature::GaussNewton,
+    };
+    let tracking = Tracking {
+        every: args.eig_every,
+        curvature,
+        lanczos: LanczosParams {
+            k: args.k,
+            block: args.block,
+            tol: args.tol,
+            max_products: args.max_products,
+            max_basis: args.max_basis,
+            seed: args.solver_seed,
+            par: ctx.par,
+            ..Default::default()
+        },
+        warm_start: !args.cold_start,
+    };
+    let gd = GdConfig {
+        lr: args.lr,
+        max_steps: args.max_steps,
+        acc_goal: Some(args.acc_goal),
+        loss_goal: args.loss_goal,
+    };
+    let out = |e: std::io::Error| CliError::Output(e);
+    let dir = RunDir::create(&args.results, &args.experiment, args.run_id.clone()).map_err(out)?;
+    let meta = RunMeta::capture(ctx.threads, ctx.kernel_path);
+    let config = json!({
+        "dataset": ds.name, "n": ds.n, "spec": spec, "describe": spec.describe(), "p": p,
+        "model": source.to_json(), "loss_fn": args.net.data.loss.name(),
+        "dtype": args.net.dtype.name(), "lr": args.lr, "max_steps": args.max_steps,
+        "acc_goal": args.acc_goal, "loss_goal": args.loss_goal, "eig_every": args.eig_every,
+        "k": args.k, "block": args.block, "tol": args.tol, "max_products": args.max_products,
+        "max_basis": args.max_basis, "solver_seed": args.solver_seed,
+        "curvature": format!("{curvature:?}"), "warm_start": !args.cold_start,
+        "first_layer_gemm": net.first_layer_gemm(),
+    });
+    dir.write_json(
+        "run.json",
+        &json!({ "config": config, "meta": meta, "outcome": null }),
+    )
+    .map_err(out)?;
+    let steps = dir
+        .csv(
+            "steps.csv",
+            &[
+                "step",
+                "train_loss",
+                "train_accuracy",
+                "grad_norm",
+                "t_step_ms",
+            ],
+        )
+        .map_err(out)?;
+    let eigs = if args.eig_every > 0 {
+        let mut cols: Vec<String> = vec!["step".into()];
+        cols.extend((1..=args.k).map(|i| format!("lambda_{i}")));
+        cols.extend((1..=args.k).map(|i| format!("residual_{i}")));
+        cols.extend(["status", "products", "iterations", "t_eig_ms"].map(String::from));
+        let cols: Vec<&str> = cols.iter().map(String::as_str).collect();
+        Some(dir.csv("eigs.csv", &cols).map_err(out)?)
+    } else {
+        None
+    };
+    let mut files = RunFiles {
+        steps,
+        eigs,
+        k: args.k,
+        loss: Vec::new(),
+        sharpness: Vec::new(),
+        last: None,
+        bar: progress::bar(args.max_steps as u64, "train"),
+    };
+    let t0 = Instant::now();
+    let tracked = (args.eig_every > 0).then_some(&tracking);
+    let result = gradient_descent(&mut net, params.data, &gd, tracked, ctx.par, &mut files);
+    let seconds = t0.elapsed().as_secs_f64();
+    files.bar.finish_and_clear();
+
+    // Whatever happened, the figure and the outcome go next to the tables.
+    let threshold = 2.0 / args.lr;
+    let title = format!(
+        "{} on {} ({}), η = {:.6}",
+        spec.describe(),
+        ds.name,
+        args.net.data.loss.name(),
+        args.lr
+    );
+    let figure = dir.file("figure.svg").map_err(out)?;
+    let curves = TrainingCurves {
+        title: &title,
+        loss: &files.loss,
+        sharpness: &files.sharpness,
+        threshold: Some(threshold),
+    };
+    training_figure(&figure, &curves).map_err(out)?;
+    let outcome = match &result {
+        Ok(o) => json!({
+            "stop": o.stop, "steps": o.last.step, "loss": o.last.loss,
+            "accuracy": o.last.accuracy, "estimates": o.estimates, "products": o.products,
+            "last_sharpness": files.sharpness.last().map(|s| s.1), "seconds": seconds,
+        }),
+        Err(e) => json!({ "error": e.to_string(), "seconds": seconds }),
+    };
+    dir.write_json(
+        "run.json",
+        &json!({ "config": config, "meta": meta, "outcome": outcome }),
+    )
+    .map_err(out)?;
+    let o = result.map_err(|source| CliError::Train {
+        run_dir: dir.path().to_path_buf(),
+        source,
+    })?;
+    let mut ck = CheckpointMeta::new(spec.clone());
+    ck.step = Some(o.last.step as u64);
+    if let super::args::ModelSource::Init { seed, .. } = &source {
+        ck.seed = Some(*seed);
+    }
+    ck.extra.insert("lr".into(), args.lr.to_string());
+    ck.extra.insert("dataset".into(), ds.name.clone());
+    let final_path = dir.file("final.safetensors").map_err(out)?;
+    let layout = spec.layout();
+    let final_params = Params {
+        spec: spec.clone(),
+        layout,
+        data: o.params,
+    };
+    save_checkpoint(&final_path, &final_params, &ck)?;
+
+    let stop = match o.stop {
+        StopReason::AccuracyGoal => format!("train accuracy > {}", args.acc_goal),
+        StopReason::LossGoal => format!("train loss < {}", args.loss_goal.unwrap_or(f64::NAN)),
+        StopReason::MaxSteps => format!("step cap {}", args.max_steps),
+        StopReason::Diverged => "diverged (non-finite loss)".to_string(),
+    };
+    let last_sharp = files.sharpness.last().copied();
+    let text = key_values(&[
+        ("run", dir.path().display().to_string()),
+        ("dataset", format!("{} (n = {})", ds.name, ds.n)),
+        ("model", format!("{}, p = {p} ({source})", spec.describe())),
+        (
+            "gd",
+            format!(
+                "η = {} (2/η = {threshold:.4}), {}",
+                args.lr, args.net.data.loss
+            ),
+        ),
+        ("stopped", format!("step {}: {stop}", o.last.step)),
+        (
+            "final",
+            format!("loss {:.6}, accuracy {:.4}", o.last.loss, o.last.accuracy),
+        ),
+        (
+            "sharpness",
+            match last_sharp {
+                Some((s, v)) => format!(
+                    "{v:.4} at step {s} ({} estimates, {} products)",
+                    o.estimates, o.products
+                ),
+                None => "not tracked".to_string(),
+            },
+        ),
+        (
+            "seconds",
+            format!(
+                "{seconds:.1} ({:.1} ms/step)",
+                1e3 * seconds / (o.last.step + 1) as f64
+            ),
+        ),
+        ("threads", ctx.describe_threads()),
+        (
+            "files",
+            "run.json steps.csv eigs.csv figure.svg final.safetensors".to_string(),
+        ),
+    ]);
+    let json = json!({
+        "run_dir": dir.path(), "config": config, "outcome": outcome,
+        "threads": ctx.threads, "kernel_path": ctx.kernel_path,
+    });
+    Ok(Output::ok(text, json))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_rate;
+
+    #[test]
+    fn rates_parse_as_numbers_or_fractions() {
+        assert_eq!(parse_rate("0.01"), Ok(0.01));
+        assert_eq!(parse_rate("2/200"), Ok(0.01));
+        assert_eq!(parse_rate(" 2 / 50 "), Ok(0.04));
+        for bad in ["0", "-0.1", "2/0", "x", "1/y", "inf", "nan"] {
+            assert!(parse_rate(bad).is_err(), "{bad}");
+        }
+    }
+}
