@@ -637,7 +637,10 @@ fn train_writes_a_complete_run_directory() {
     assert_eq!(rj["outcome"], v["outcome"]);
     assert!(rj["meta"]["git_revision"].is_string());
     let svg = std::fs::read_to_string(dir.join("figure.svg")).unwrap();
-    assert_contains(&svg, &["<svg", "train loss", "sharpness", "2/η = 10.0000"]);
+    assert_contains(
+        &svg,
+        &["<svg", "train loss", "sharpness", "2/η = 10\n</text>"],
+    );
 
     // The final checkpoint holds the parameters of the last row.
     let ck = dir.join("final.safetensors");

@@ -296,7 +296,7 @@ fn run<T: Real>(args: &TrainArgs, ctx: &Context) -> Result<Output, CliError> {
     // Whatever happened, the figure and the outcome go next to the tables.
     let threshold = 2.0 / args.lr;
     let title = format!(
-        "{} on {} ({}), η = {:.6}",
+        "{} on {} ({}), η = {}",
         spec.describe(),
         ds.name,
         args.net.data.loss.name(),

@@ -50,9 +50,11 @@ fn draw(svg: &mut String, c: &TrainingCurves<'_>) -> DrawResult {
         .x_label_area_size(36)
         .y_label_area_size(64)
         .build_cartesian_2d(0.0..last, 0.0..top_y)?;
+    let steps = |x: &f64| format!("{x:.0}");
     chart
         .configure_mesh()
         .x_desc("step")
+        .x_label_formatter(&steps)
         .y_desc("train loss")
         .draw()?;
     chart.draw_series(LineSeries::new(loss, BLUE.stroke_width(2)))?;
@@ -67,7 +69,9 @@ fn draw(svg: &mut String, c: &TrainingCurves<'_>) -> DrawResult {
     chart
         .configure_mesh()
         .x_desc("step")
+        .x_label_formatter(&steps)
         .y_desc("sharpness (top Hessian eigenvalue)")
+        .y_label_formatter(&|y| format!("{y:.0}"))
         .draw()?;
     chart
         .draw_series(LineSeries::new(sharp, RED.stroke_width(2)))?
@@ -77,7 +81,7 @@ fn draw(svg: &mut String, c: &TrainingCurves<'_>) -> DrawResult {
         let dashed = DashedLineSeries::new([(0.0, t), (last, t)], 8, 6, BLACK.stroke_width(1));
         chart
             .draw_series(dashed)?
-            .label(format!("2/η = {t:.4}"))
+            .label(format!("2/η = {t}"))
             .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], BLACK));
     }
     chart
