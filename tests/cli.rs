@@ -73,6 +73,7 @@ fn help_lists_every_subcommand_with_a_summary() {
         ("verify", "finite differences"),
         ("sharpness", "eigenvalues"),
         ("train", "gradient descent"),
+        ("plot", "figure"),
     ] {
         let line = out
             .lines()
@@ -659,6 +660,44 @@ fn train_writes_a_complete_run_directory() {
     args.extend(net);
     args.extend(["--results", root, "--experiment", "fig", "--run-id", "r1"]);
     assert_contains(&failed_with(&run(&args), 1), &["already exists"]);
+
+    // plot redraws a run's figure from its tables, byte for byte.
+    let (r1, again) = (dir.to_str().unwrap(), scratch.path.join("again.svg"));
+    succeeded(&run(&["plot", r1, "--out", again.to_str().unwrap()]));
+    assert_eq!(
+        std::fs::read(&again).unwrap(),
+        std::fs::read(dir.join("figure.svg")).unwrap()
+    );
+    // Several runs overlay, one step size each; they need --out.
+    let mut args = vec!["train", "--lr", "0.1", "--max-steps", "6"];
+    args.extend(net);
+    args.extend(["--results", root, "--experiment", "fig", "--run-id", "r2"]);
+    succeeded(&run(&args));
+    let r2 = scratch.path.join("fig").join("r2");
+    let both = scratch.path.join("both.svg");
+    let v = run_json(&[
+        "plot",
+        r1,
+        r2.to_str().unwrap(),
+        "--out",
+        both.to_str().unwrap(),
+    ]);
+    assert_eq!(v["runs"][1]["steps"], 7, "{v}");
+    let svg = std::fs::read_to_string(&both).unwrap();
+    assert_contains(
+        &svg,
+        &[
+            "η = 0.2\n",
+            "η = 0.1\n",
+            "2/η = 10\n",
+            "2/η = 20\n",
+            "tanh on synthetic-90 (seed 0) (mse)\n",
+        ],
+    );
+    let err = failed_with(&run(&["plot", r1, r2.to_str().unwrap()]), 1);
+    assert_contains(&err, &["--out FILE"]);
+    let err = failed_with(&run(&["plot", root]), 1);
+    assert_contains(&err, &["run.json", "eosbench train"]);
 }
 
 #[test]

@@ -4,7 +4,8 @@
 //! Subcommands: `data verify` (CIFAR-10 checksums), `init` (initial checkpoint), `loss`
 //! (full-batch loss and accuracy), `sharpness` (top Hessian eigenvalues), `verify`
 //! (derivatives vs finite differences, symmetry, f32 vs f64), `train` (gradient descent with
-//! the sharpness tracked). Global options: `--threads`, `--data-dir`, `--json`.
+//! the sharpness tracked), `plot` (the figure of train runs). Global options: `--threads`,
+//! `--data-dir`, `--json`.
 //!
 //! Every command produces an [`Output`]: the human-readable text, the same result as JSON, and
 //! optionally a failure (a check above tolerance, a data directory that differs from the
@@ -16,6 +17,7 @@ mod data_cmd;
 mod error;
 mod init_cmd;
 mod loss_cmd;
+mod plot_cmd;
 mod progress;
 mod sharpness_cmd;
 mod train_cmd;
@@ -34,6 +36,7 @@ pub use data_cmd::{data_verify, report_json};
 pub use error::CliError;
 pub use init_cmd::{init, InitArgs};
 pub use loss_cmd::{loss, LossArgs};
+pub use plot_cmd::{plot, PlotArgs};
 pub use sharpness_cmd::{sharpness, SharpnessArgs};
 pub use train_cmd::{train, TrainArgs};
 pub use verify_cmd::{random_unit_directions, verify, VerifyArgs};
@@ -83,6 +86,8 @@ pub enum Command {
     Sharpness(SharpnessArgs),
     /// Full-batch gradient descent with the sharpness tracked (Figure 1), into a run directory
     Train(TrainArgs),
+    /// Redraw the figure of train run directories, several overlaid (one color per step size)
+    Plot(PlotArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -178,5 +183,6 @@ fn dispatch(cmd: &Command, ctx: &Context) -> Result<Output, CliError> {
         Command::Verify(a) => verify(a, ctx),
         Command::Sharpness(a) => sharpness(a, ctx),
         Command::Train(a) => train(a, ctx),
+        Command::Plot(a) => plot(a),
     }
 }

@@ -19,7 +19,7 @@ use crate::eig::{LanczosParams, Status};
 use crate::mlp::Curvature;
 use crate::model::{save_checkpoint, CheckpointMeta, Params};
 use crate::real::Real;
-use crate::report::{training_figure, CsvField, CsvWriter, RunDir, RunMeta, TrainingCurves};
+use crate::report::{training_figure, CsvField, CsvWriter, RunCurves, RunDir, RunMeta};
 use crate::train::{
     gradient_descent, EigRecord, GdConfig, Observer, StepRecord, StopReason, Tracking,
 };
@@ -112,6 +112,34 @@ pub struct TrainArgs {
     /// Run id [default: UTC start time and a random suffix]
     #[arg(long, help_heading = "Output")]
     pub run_id: Option<String>,
+}
+
+/// The title of a figure of runs `(network, data set, loss, η)`: the one network, data set and
+/// loss they share, with the step size when there is one run.
+pub(super) fn figure_title(runs: &[(&str, &str, &str, f64)]) -> String {
+    match runs {
+        [(net, data, loss, lr)] => format!("{net} on {data} ({loss}), η = {lr}"),
+        [(net, data, loss, _), rest @ ..]
+            if rest.iter().all(|r| (r.0, r.1, r.2) == (*net, *data, *loss)) =>
+        {
+            format!("{net} on {data} ({loss})")
+        }
+        _ => format!("{} runs", runs.len()),
+    }
+}
+
+/// A run's curves for the figure, labelled by its step size, with its `2/η` line.
+pub(super) fn run_curves<'a>(
+    lr: f64,
+    loss: &'a [(f64, f64)],
+    sharpness: &'a [(f64, f64)],
+) -> RunCurves<'a> {
+    RunCurves {
+        label: format!("η = {lr}"),
+        loss,
+        sharpness,
+        threshold: Some(2.0 / lr),
+    }
 }
 
 /// `0.01`, `2/200`: a positive finite step size.
@@ -295,21 +323,15 @@ fn run<T: Real>(args: &TrainArgs, ctx: &Context) -> Result<Output, CliError> {
 
     // Whatever happened, the figure and the outcome go next to the tables.
     let threshold = 2.0 / args.lr;
-    let title = format!(
-        "{} on {} ({}), η = {}",
-        spec.describe(),
-        ds.name,
+    let title = figure_title(&[(
+        &spec.describe(),
+        &ds.name,
         args.net.data.loss.name(),
-        args.lr
-    );
+        args.lr,
+    )]);
     let figure = dir.file("figure.svg").map_err(out)?;
-    let curves = TrainingCurves {
-        title: &title,
-        loss: &files.loss,
-        sharpness: &files.sharpness,
-        threshold: Some(threshold),
-    };
-    training_figure(&figure, &curves).map_err(out)?;
+    let curves = run_curves(args.lr, &files.loss, &files.sharpness);
+    training_figure(&figure, &title, &[curves]).map_err(out)?;
     let outcome = match &result {
         Ok(o) => json!({
             "stop": o.stop, "steps": o.last.step, "loss": o.last.loss,

@@ -19,7 +19,7 @@ mod run_dir;
 pub use meta::{
     build_info, format_rfc3339_utc, format_run_id_utc, utc_civil, BuildInfo, RunMeta, UtcCivil,
 };
-pub use plot::{training_figure, TrainingCurves};
+pub use plot::{training_figure, RunCurves};
 pub use run_dir::{CsvField, CsvWriter, RunDir};
 
 use std::fs::{self, File, OpenOptions};
