@@ -23,6 +23,15 @@ pub enum CurvatureArg {
     Ggn,
 }
 
+impl From<CurvatureArg> for Curvature {
+    fn from(c: CurvatureArg) -> Curvature {
+        match c {
+            CurvatureArg::Hessian => Curvature::Hessian,
+            CurvatureArg::Ggn => Curvature::GaussNewton,
+        }
+    }
+}
+
 /// Which end of the spectrum.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum WhichArg {
@@ -125,10 +134,7 @@ fn run<T: Real>(args: &SharpnessArgs, ctx: &Context) -> Result<Output, CliError>
         par: ctx.par,
         ..Default::default()
     };
-    let curv = match args.curvature {
-        CurvatureArg::Hessian => Curvature::Hessian,
-        CurvatureArg::Ggn => Curvature::GaussNewton,
-    };
+    let curv = Curvature::from(args.curvature);
     if args.stability && (curv != Curvature::Hessian || args.which != WhichArg::Largest) {
         return Err(CliError::StabilityNeedsTopHessian {
             asked: format!(

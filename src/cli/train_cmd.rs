@@ -241,10 +241,7 @@ fn run<T: Real>(args: &TrainArgs, ctx: &Context) -> Result<Output, CliError> {
     } = args.net.load::<T>(&ctx.data_dir)?;
     let spec = params.spec.clone();
     let p = spec.num_params();
-    let curvature = match args.curvature {
-        CurvatureArg::Hessian => Curvature::Hessian,
-        CurvatureArg::Ggn => Curvature::GaussNewton,
-    };
+    let curvature = Curvature::from(args.curvature);
     let tracking = Tracking {
         every: args.eig_every,
         curvature,

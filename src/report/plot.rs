@@ -5,6 +5,8 @@
 use std::io;
 use std::path::Path;
 
+use plotters::coord::types::RangedCoordf64;
+use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use super::atomic_write;
@@ -42,6 +44,32 @@ pub fn training_figure(path: &Path, title: &str, runs: &[RunCurves<'_>]) -> io::
 
 type DrawResult = Result<(), Box<dyn std::error::Error>>;
 
+type Panel<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// A panel over steps `0 ..= last` and values `0 ..= top`, its mesh drawn (value ticks by
+/// `y_label`, else plotters' default).
+fn panel<'a, 'b>(
+    area: &'a DrawingArea<SVGBackend<'b>, Shift>,
+    (last, top): (f64, f64),
+    y_desc: &str,
+    y_label: Option<&dyn Fn(&f64) -> String>,
+) -> Result<Panel<'a, 'b>, Box<dyn std::error::Error>> {
+    let mut chart = ChartBuilder::on(area)
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(64)
+        .build_cartesian_2d(0.0..last, 0.0..top.max(1e-12))?;
+    let mut mesh = chart.configure_mesh();
+    mesh.x_desc("step")
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .y_desc(y_desc);
+    if let Some(f) = y_label {
+        mesh.y_label_formatter(f);
+    }
+    mesh.draw()?;
+    Ok(chart)
+}
+
 fn finite(pts: &[(f64, f64)]) -> Vec<(f64, f64)> {
     pts.iter()
         .copied()
@@ -58,20 +86,9 @@ fn draw(svg: &mut String, title: &str, runs: &[RunCurves<'_>]) -> DrawResult {
     root.fill(&WHITE)?;
     let root = root.titled(title, ("sans-serif", 20))?;
     let (top, bottom) = root.split_vertically(360);
-    let steps = |x: &f64| format!("{x:.0}");
 
-    let top_y = loss.iter().flatten().map(|p| p.1).fold(0.0, f64::max);
-    let mut chart = ChartBuilder::on(&top)
-        .margin(12)
-        .x_label_area_size(36)
-        .y_label_area_size(64)
-        .build_cartesian_2d(0.0..last, 0.0..top_y.max(1e-12) * 1.05)?;
-    chart
-        .configure_mesh()
-        .x_desc("step")
-        .x_label_formatter(&steps)
-        .y_desc("train loss")
-        .draw()?;
+    let top_y = loss.iter().flatten().map(|p| p.1).fold(0.0, f64::max) * 1.05;
+    let mut chart = panel(&top, (last, top_y), "train loss", None)?;
     for (i, (run, pts)) in runs.iter().zip(&loss).enumerate() {
         let color = COLORS[i % COLORS.len()];
         chart
@@ -93,18 +110,9 @@ fn draw(svg: &mut String, title: &str, runs: &[RunCurves<'_>]) -> DrawResult {
         .map(|p| p.1)
         .chain(thresholds)
         .fold(0.0, f64::max);
-    let mut chart = ChartBuilder::on(&bottom)
-        .margin(12)
-        .x_label_area_size(36)
-        .y_label_area_size(64)
-        .build_cartesian_2d(0.0..last, 0.0..bottom_y.max(1e-12) * 1.15)?;
-    chart
-        .configure_mesh()
-        .x_desc("step")
-        .x_label_formatter(&steps)
-        .y_desc("sharpness (top Hessian eigenvalue)")
-        .y_label_formatter(&|y| format!("{y:.0}"))
-        .draw()?;
+    let y_desc = "sharpness (top Hessian eigenvalue)";
+    let whole = |y: &f64| format!("{y:.0}");
+    let mut chart = panel(&bottom, (last, bottom_y * 1.15), y_desc, Some(&whole))?;
     for (i, (run, pts)) in runs.iter().zip(&sharp).enumerate() {
         let color = COLORS[i % COLORS.len()];
         chart.draw_series(LineSeries::new(pts.iter().copied(), color.stroke_width(2)))?;
