@@ -376,7 +376,7 @@ fn run<T: Real>(args: &TrainArgs, ctx: &Context) -> Result<Output, CliError> {
         (
             "gd",
             format!(
-                "η = {} (2/η = {threshold:.4}), {}",
+                "η = {} (2/η = {threshold}), {}",
                 args.lr, args.net.data.loss
             ),
         ),
@@ -389,8 +389,10 @@ fn run<T: Real>(args: &TrainArgs, ctx: &Context) -> Result<Output, CliError> {
             "sharpness",
             match last_sharp {
                 Some((s, v)) => format!(
-                    "{v:.4} at step {s} ({} estimates, {} products)",
-                    o.estimates, o.products
+                    "{v:.4} at step {s} ({} estimate{}, {} products)",
+                    o.estimates,
+                    if o.estimates == 1 { "" } else { "s" },
+                    o.products
                 ),
                 None => "not tracked".to_string(),
             },
