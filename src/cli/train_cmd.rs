@@ -223,6 +223,15 @@ impl Observer for RunFiles {
     }
 }
 
+/// Six decimals in the usual range of a loss, scientific notation outside it (a diverged run).
+fn short(x: f64) -> String {
+    if x == 0.0 || (1e-4..1e6).contains(&x.abs()) {
+        format!("{x:.6}")
+    } else {
+        format!("{x:.6e}")
+    }
+}
+
 fn status_name(s: Status) -> &'static str {
     match s {
         Status::Converged => "converged",
@@ -366,7 +375,7 @@ fn run<T: Real>(args: &TrainArgs, ctx: &Context) -> Result<Output, CliError> {
         StopReason::AccuracyGoal => format!("train accuracy > {}", args.acc_goal),
         StopReason::LossGoal => format!("train loss < {}", args.loss_goal.unwrap_or(f64::NAN)),
         StopReason::MaxSteps => format!("step cap {}", args.max_steps),
-        StopReason::Diverged => "diverged (non-finite loss)".to_string(),
+        StopReason::Diverged => "diverged (a non-finite loss, gradient or product)".to_string(),
     };
     let last_sharp = files.sharpness.last().copied();
     let text = key_values(&[
@@ -383,7 +392,11 @@ fn run<T: Real>(args: &TrainArgs, ctx: &Context) -> Result<Output, CliError> {
         ("stopped", format!("step {}: {stop}", o.last.step)),
         (
             "final",
-            format!("loss {:.6}, accuracy {:.4}", o.last.loss, o.last.accuracy),
+            format!(
+                "loss {}, accuracy {:.4}",
+                short(o.last.loss),
+                o.last.accuracy
+            ),
         ),
         (
             "sharpness",
@@ -407,7 +420,10 @@ fn run<T: Real>(args: &TrainArgs, ctx: &Context) -> Result<Output, CliError> {
         ("threads", ctx.describe_threads()),
         (
             "files",
-            "run.json steps.csv eigs.csv figure.svg final.safetensors".to_string(),
+            format!(
+                "run.json steps.csv {}figure.svg final.safetensors",
+                if args.eig_every > 0 { "eigs.csv " } else { "" }
+            ),
         ),
     ]);
     let json = json!({

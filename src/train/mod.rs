@@ -8,7 +8,9 @@
 //!    the previous estimate's Ritz vectors;
 //! 3. the observer receives the step's record (and the eigenvalues);
 //! 4. the run stops when the train accuracy exceeds the goal (strictly), the loss falls below
-//!    the loss goal, `t` reaches the step cap, or the loss is not finite (divergence);
+//!    the loss goal, `t` reaches the step cap, or the run diverged: the loss, the gradient or a
+//!    curvature product of the estimate is not finite (in f32 the products overflow a few
+//!    steps before the loss does);
 //! 5. otherwise `θ_{t+1} = θ_t − η ∇L(θ_t)`.
 //!
 //! This is the loop of the Edge-of-Stability reference code (evaluate, measure, test the goals,
@@ -96,7 +98,7 @@ pub enum StopReason {
     LossGoal,
     /// [`GdConfig::max_steps`] reached.
     MaxSteps,
-    /// The loss is not finite: gradient descent diverged.
+    /// The loss, the gradient or a curvature product is not finite: gradient descent diverged.
     Diverged,
 }
 
@@ -182,26 +184,31 @@ pub fn gradient_descent<T: Real>(
             })
             .sum::<f64>()
             .sqrt();
-        let diverged = !ev.loss.is_finite();
+        let mut diverged = !(ev.loss.is_finite() && grad_norm.is_finite());
         let due = tracking.filter(|t| t.every > 0 && step % t.every == 0 && !diverged);
         if let Some(tr) = due {
-            let sh = top_eigenpairs_in(&mut ws, net, tr.curvature, &tr.lanczos, start.as_deref())
-                .map_err(|source| TrainError::Eig { step, source })?;
-            let r = sh.result;
-            estimates += 1;
-            products += r.products;
-            let rec = EigRecord {
-                step,
-                values: r.values,
-                residuals: r.residuals,
-                status: r.status,
-                products: r.products,
-                iterations: r.iterations,
-                seconds: sh.seconds,
-            };
-            obs.eigs(&rec)
-                .map_err(|source| TrainError::Observer { step, source })?;
-            start = tr.warm_start.then_some(r.vectors);
+            let lp = &tr.lanczos;
+            match top_eigenpairs_in(&mut ws, net, tr.curvature, lp, start.as_deref()) {
+                Ok(sh) => {
+                    let r = sh.result;
+                    estimates += 1;
+                    products += r.products;
+                    let rec = EigRecord {
+                        step,
+                        values: r.values,
+                        residuals: r.residuals,
+                        status: r.status,
+                        products: r.products,
+                        iterations: r.iterations,
+                        seconds: sh.seconds,
+                    };
+                    obs.eigs(&rec)
+                        .map_err(|source| TrainError::Observer { step, source })?;
+                    start = tr.warm_start.then_some(r.vectors);
+                }
+                Err(EigError::NonFiniteProduct { .. }) => diverged = true,
+                Err(source) => return Err(TrainError::Eig { step, source }),
+            }
         }
         let stop = if diverged {
             Some(StopReason::Diverged)

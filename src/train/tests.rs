@@ -237,6 +237,35 @@ fn divergence_stops_the_run_and_is_recorded() {
 }
 
 #[test]
+fn a_diverging_f32_run_with_tracking_stops_as_diverged() {
+    // A 5-8-3 tanh net on 30 examples at η = 500: in f32 its gradient and curvature products
+    // overflow while the loss (summed in f64) is still finite.
+    let spec = MlpSpec::new(5, &[8], 3, Activation::Tanh).unwrap();
+    let ds = crate::data::synthetic(30, 5, 3, 0);
+    let data = Data::new(ds.features::<f32>(), ds.labels.clone(), 5, 3);
+    let mut net = Net::new(&spec, Loss::Mse, data, NetConfig::default());
+    let p0 = init_params::<f32>(&spec, 0).data;
+    let mut rec = Recorder::default();
+    let tr = tracking(1, true);
+    let out = gradient_descent(
+        &mut net,
+        p0,
+        &gd(500.0, 10_000),
+        Some(&tr),
+        Par::Seq,
+        &mut rec,
+    )
+    .expect("divergence is a result, not an error");
+    assert_eq!(out.stop, StopReason::Diverged);
+    let last = rec.steps.last().unwrap();
+    assert!(
+        last.loss.is_finite(),
+        "the loss alone would not stop this run: {last:?}"
+    );
+    assert_eq!(rec.eigs.len(), rec.steps.len() - 1);
+}
+
+#[test]
 fn an_observer_error_ends_the_run_after_the_records_before_it() {
     struct FailAt(usize, Vec<usize>);
     impl Observer for FailAt {
