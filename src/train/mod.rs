@@ -17,6 +17,7 @@
 //! then step), so step `t` here is step `t` there. Records leave through an [`Observer`], never by
 //! printing; an observer error (a full disk) stops the run with that error, after everything
 //! before it was delivered. The solver's workspace is allocated once, at the first estimate.
+//! The update and the gradient norm run on the pool, in chunks fixed by the parameter count.
 
 use std::time::Instant;
 
@@ -169,6 +170,7 @@ pub fn gradient_descent<T: Real>(
     }
     let lr = T::from_f64(gd.lr);
     let mut grad = vec![T::ZERO; params.len()];
+    let mut partial = vec![0.0; params.len().div_ceil(CHUNK)];
     let mut ws = LanczosWorkspace::new();
     let mut start: Option<Vec<f64>> = None;
     let (mut estimates, mut products) = (0, 0);
@@ -176,14 +178,7 @@ pub fn gradient_descent<T: Real>(
     loop {
         let t0 = Instant::now();
         let ev = net.gradient(&params, &mut grad, par);
-        let grad_norm = grad
-            .iter()
-            .map(|g| {
-                let g = g.to_f64();
-                g * g
-            })
-            .sum::<f64>()
-            .sqrt();
+        let grad_norm = norm(&grad, &mut partial, par);
         let mut diverged = !(ev.loss.is_finite() && grad_norm.is_finite());
         let due = tracking.filter(|t| t.every > 0 && step % t.every == 0 && !diverged);
         if let Some(tr) = due {
@@ -222,9 +217,12 @@ pub fn gradient_descent<T: Real>(
             None
         };
         if stop.is_none() {
-            for (p, g) in params.iter_mut().zip(&grad) {
-                *p -= lr * *g;
-            }
+            par.each(
+                params.chunks_mut(CHUNK).zip(grad.chunks(CHUNK)),
+                |(p, g)| {
+                    p.iter_mut().zip(g).for_each(|(p, g)| *p -= lr * *g);
+                },
+            );
         }
         let rec = StepRecord {
             step,
@@ -246,6 +244,25 @@ pub fn gradient_descent<T: Real>(
         }
         step += 1;
     }
+}
+
+/// Parameters per task of the update, and per partial sum of the gradient norm.
+const CHUNK: usize = 1 << 14;
+
+/// `‖g‖₂` in f64: squares summed in order within each [`CHUNK`] of `g` (one task each, into
+/// `partial`), then the chunks' sums in order. The order depends only on `g.len()`, so the
+/// norm is bit-identical at every thread count.
+fn norm<T: Real>(g: &[T], partial: &mut [f64], par: Par) -> f64 {
+    par.each(partial.iter_mut().zip(g.chunks(CHUNK)), |(s, c)| {
+        *s = c
+            .iter()
+            .map(|v| {
+                let v = v.to_f64();
+                v * v
+            })
+            .sum();
+    });
+    partial.iter().sum::<f64>().sqrt()
 }
 
 /// An observer that keeps every record in memory (tests, small runs).

@@ -343,3 +343,20 @@ fn runs_are_bit_identical_across_thread_counts() {
         assert_eq!(run(t), base, "{t} threads");
     }
 }
+
+#[test]
+fn the_gradient_norm_is_bit_identical_across_thread_counts() {
+    // Several chunks and a ragged last one.
+    let g: Vec<f32> = (0..5 * CHUNK + 123)
+        .map(|i| ((i * 7919 % 1013) as f32 - 506.0) * 1e-3)
+        .collect();
+    let mut partial = vec![0.0; g.len().div_ceil(CHUNK)];
+    let base = norm(&g, &mut partial, Par::Seq);
+    let plain = g.iter().map(|&v| (v as f64).powi(2)).sum::<f64>().sqrt();
+    // Another summation order of 82 043 squares: rounding differences far below 10⁻¹².
+    assert!((base - plain).abs() <= 1e-12 * plain, "{base} vs {plain}");
+    for t in [2, 3, 8] {
+        let n = with_threads(t, |par| norm(&g, &mut partial, par));
+        assert_eq!(n.to_bits(), base.to_bits(), "{t} threads");
+    }
+}
