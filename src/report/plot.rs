@@ -70,6 +70,17 @@ fn panel<'a, 'b>(
     Ok(chart)
 }
 
+/// The panel's legend, boxed, at `pos`.
+fn legend<'a, 'b: 'a>(chart: &mut Panel<'a, 'b>, pos: SeriesLabelPosition) -> DrawResult {
+    chart
+        .configure_series_labels()
+        .position(pos)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()?;
+    Ok(())
+}
+
 fn finite(pts: &[(f64, f64)]) -> Vec<(f64, f64)> {
     pts.iter()
         .copied()
@@ -96,12 +107,7 @@ fn draw(svg: &mut String, title: &str, runs: &[RunCurves<'_>]) -> DrawResult {
             .label(run.label.clone())
             .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2)));
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()?;
+    legend(&mut chart, SeriesLabelPosition::UpperRight)?;
 
     let thresholds = runs.iter().filter_map(|r| r.threshold);
     let bottom_y = sharp
@@ -124,12 +130,7 @@ fn draw(svg: &mut String, title: &str, runs: &[RunCurves<'_>]) -> DrawResult {
                 .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color));
         }
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()?;
+    legend(&mut chart, SeriesLabelPosition::LowerRight)?;
     root.present()?;
     Ok(())
 }
