@@ -12,6 +12,7 @@ use super::{key_values, CliError, Context, Output};
 use crate::eig::{LanczosParams, Status, Which};
 use crate::hvp::{sharpness_gradient, top_eigenpairs};
 use crate::mlp::Curvature;
+use crate::par::Par;
 use crate::real::Real;
 
 /// Which curvature matrix.
@@ -43,6 +44,54 @@ pub enum WhichArg {
     Smallest,
 }
 
+/// The solver options of `sharpness` and `train` (under their own help heading each).
+#[derive(Args, Clone, Debug)]
+pub struct SolverArgs {
+    /// Number of eigenvalues
+    #[arg(short = 'k', long, default_value_t = 1)]
+    pub k: usize,
+
+    /// Block size of block Lanczos (1 = plain Lanczos)
+    #[arg(long, default_value_t = 1)]
+    pub block: usize,
+
+    /// Relative residual tolerance ‖Hy − θy‖ ≤ tol·|θ|
+    #[arg(long, default_value_t = 1e-3)]
+    pub tol: f64,
+
+    /// Cap on Hessian-vector products per solve
+    #[arg(long, default_value_t = 300)]
+    pub max_products: usize,
+
+    /// Cap on stored basis vectors (memory: 2 × this × p × 8 bytes); thick restart beyond it
+    #[arg(long, default_value_t = 32)]
+    pub max_basis: usize,
+
+    /// Seed of the random start block
+    #[arg(long, default_value_t = 0)]
+    pub solver_seed: u64,
+
+    /// Curvature matrix
+    #[arg(long, value_enum, default_value_t = CurvatureArg::Hessian)]
+    pub curvature: CurvatureArg,
+}
+
+impl SolverArgs {
+    /// The Lanczos settings of these options (largest algebraic eigenvalues), on `par`.
+    pub fn lanczos(&self, par: Par) -> LanczosParams {
+        LanczosParams {
+            k: self.k,
+            block: self.block,
+            tol: self.tol,
+            max_products: self.max_products,
+            max_basis: self.max_basis,
+            seed: self.solver_seed,
+            par,
+            ..Default::default()
+        }
+    }
+}
+
 #[derive(Args, Clone, Debug)]
 // The shared `--dtype`, with what it means here. `mut_args` edits it in place; `mut_arg` would
 // move it, and its help heading, to the end of the help.
@@ -55,33 +104,8 @@ pub struct SharpnessArgs {
     #[command(flatten)]
     pub net: NetArgs,
 
-    /// Number of eigenvalues
-    #[arg(short = 'k', long, default_value_t = 1, help_heading = "Solver")]
-    pub k: usize,
-
-    /// Block size of block Lanczos (1 = plain Lanczos)
-    #[arg(long, default_value_t = 1, help_heading = "Solver")]
-    pub block: usize,
-
-    /// Relative residual tolerance ‖Hy − θy‖ ≤ tol·|θ|
-    #[arg(long, default_value_t = 1e-3, help_heading = "Solver")]
-    pub tol: f64,
-
-    /// Cap on Hessian-vector products
-    #[arg(long, default_value_t = 300, help_heading = "Solver")]
-    pub max_products: usize,
-
-    /// Cap on stored basis vectors (memory: 2 × this × p × 8 bytes); thick restart beyond it
-    #[arg(long, default_value_t = 32, help_heading = "Solver")]
-    pub max_basis: usize,
-
-    /// Seed of the random start block
-    #[arg(long, default_value_t = 0, help_heading = "Solver")]
-    pub solver_seed: u64,
-
-    /// Curvature matrix
-    #[arg(long, value_enum, default_value_t = CurvatureArg::Hessian, help_heading = "Solver")]
-    pub curvature: CurvatureArg,
+    #[command(flatten, next_help_heading = "Solver")]
+    pub solver: SolverArgs,
 
     /// Which eigenvalues
     #[arg(long, value_enum, default_value_t = WhichArg::Largest, help_heading = "Solver")]
@@ -120,26 +144,20 @@ fn run<T: Real>(args: &SharpnessArgs, ctx: &Context) -> Result<Output, CliError>
     let ev = net.gradient(&params.data, &mut grad, ctx.par);
     let grad_s = t0.elapsed().as_secs_f64();
     let lp = LanczosParams {
-        k: args.k,
-        block: args.block,
         which: match args.which {
             WhichArg::Largest => Which::LargestAlgebraic,
             WhichArg::Magnitude => Which::LargestMagnitude,
             WhichArg::Smallest => Which::SmallestAlgebraic,
         },
-        tol: args.tol,
-        max_products: args.max_products,
-        max_basis: args.max_basis,
-        seed: args.solver_seed,
-        par: ctx.par,
-        ..Default::default()
+        ..args.solver.lanczos(ctx.par)
     };
-    let curv = Curvature::from(args.curvature);
+    let curv = Curvature::from(args.solver.curvature);
     if args.stability && (curv != Curvature::Hessian || args.which != WhichArg::Largest) {
         return Err(CliError::StabilityNeedsTopHessian {
             asked: format!(
                 "--curvature {} --which {}",
-                args.curvature
+                args.solver
+                    .curvature
                     .to_possible_value()
                     .expect("listed")
                     .get_name(),
@@ -195,7 +213,7 @@ fn run<T: Real>(args: &SharpnessArgs, ctx: &Context) -> Result<Output, CliError>
             "solver",
             format!(
                 "block Lanczos b = {}, tol {:.0e}, {status}",
-                args.block, args.tol
+                args.solver.block, args.solver.tol
             ),
         ),
         (
@@ -241,7 +259,7 @@ fn run<T: Real>(args: &SharpnessArgs, ctx: &Context) -> Result<Output, CliError>
         "dataset": ds.name, "n": ds.n, "spec": spec, "describe": spec.describe(), "p": p,
         "model": source.to_json(), "loss_fn": args.net.data.loss.name(), "loss": ev.loss,
         "accuracy": ev.accuracy, "dtype": args.net.dtype.name(),
-        "curvature": format!("{curv:?}"), "k": args.k, "block": args.block, "tol": args.tol,
+        "curvature": format!("{curv:?}"), "k": args.solver.k, "block": args.solver.block, "tol": args.solver.tol,
         "values": r.values, "residuals": r.residuals, "status": format!("{:?}", r.status),
         "products": r.products, "iterations": r.iterations, "restarts": r.restarts,
         "seconds": s.seconds, "product_seconds": s.product_seconds, "gradient_seconds": grad_s,

@@ -13,9 +13,9 @@ use clap::Args;
 use serde_json::json;
 
 use super::args::{Dtype, LoadedNet, NetArgs};
-use super::sharpness_cmd::CurvatureArg;
+use super::sharpness_cmd::SolverArgs;
 use super::{key_values, progress, CliError, Context, Output};
-use crate::eig::{LanczosParams, Status};
+use crate::eig::Status;
 use crate::mlp::Curvature;
 use crate::model::{save_checkpoint, CheckpointMeta, Params};
 use crate::real::Real;
@@ -54,43 +54,9 @@ pub struct TrainArgs {
     )]
     pub eig_every: usize,
 
-    /// Number of top eigenvalues per estimate
-    #[arg(
-        short = 'k',
-        long,
-        default_value_t = 1,
-        help_heading = "Sharpness tracking"
-    )]
-    pub k: usize,
-
-    /// Block size of block Lanczos (1 = plain Lanczos)
-    #[arg(long, default_value_t = 1, help_heading = "Sharpness tracking")]
-    pub block: usize,
-
-    /// Relative residual tolerance of each estimate ‖Hy − θy‖ ≤ tol·|θ|
-    #[arg(long, default_value_t = 1e-3, help_heading = "Sharpness tracking")]
-    pub tol: f64,
-
-    /// Cap on products per estimate
-    #[arg(long, default_value_t = 300, help_heading = "Sharpness tracking")]
-    pub max_products: usize,
-
-    /// Cap on stored basis vectors per estimate (memory: 2 × this × p × 8 bytes)
-    #[arg(long, default_value_t = 32, help_heading = "Sharpness tracking")]
-    pub max_basis: usize,
-
-    /// Seed of the random start block of the first estimate
-    #[arg(long, default_value_t = 0, help_heading = "Sharpness tracking")]
-    pub solver_seed: u64,
-
-    /// Curvature matrix
-    #[arg(
-        long,
-        value_enum,
-        default_value_t = CurvatureArg::Hessian,
-        help_heading = "Sharpness tracking"
-    )]
-    pub curvature: CurvatureArg,
+    // The solver options of each estimate.
+    #[command(flatten, next_help_heading = "Sharpness tracking")]
+    pub solver: SolverArgs,
 
     /// Start every estimate from a random block instead of the previous Ritz vectors
     #[arg(long, help_heading = "Sharpness tracking")]
@@ -176,7 +142,6 @@ struct RunFiles {
     k: usize,
     loss: Vec<(f64, f64)>,
     sharpness: Vec<(f64, f64)>,
-    last: Option<(StepRecord, Option<f64>)>,
     bar: indicatif::ProgressBar,
 }
 
@@ -198,7 +163,6 @@ impl Observer for RunFiles {
             r.accuracy,
             lambda.map_or(String::new(), |l| format!(" λ1 {l:.2}"))
         ));
-        self.last = Some((*r, lambda));
         Ok(())
     }
 
@@ -250,20 +214,11 @@ fn run<T: Real>(args: &TrainArgs, ctx: &Context) -> Result<Output, CliError> {
     } = args.net.load::<T>(&ctx.data_dir)?;
     let spec = params.spec.clone();
     let p = spec.num_params();
-    let curvature = Curvature::from(args.curvature);
+    let curvature = Curvature::from(args.solver.curvature);
     let tracking = Tracking {
         every: args.eig_every,
         curvature,
-        lanczos: LanczosParams {
-            k: args.k,
-            block: args.block,
-            tol: args.tol,
-            max_products: args.max_products,
-            max_basis: args.max_basis,
-            seed: args.solver_seed,
-            par: ctx.par,
-            ..Default::default()
-        },
+        lanczos: args.solver.lanczos(ctx.par),
         warm_start: !args.cold_start,
     };
     let gd = GdConfig {
@@ -280,8 +235,8 @@ fn run<T: Real>(args: &TrainArgs, ctx: &Context) -> Result<Output, CliError> {
         "model": source.to_json(), "loss_fn": args.net.data.loss.name(),
         "dtype": args.net.dtype.name(), "lr": args.lr, "max_steps": args.max_steps,
         "acc_goal": args.acc_goal, "loss_goal": args.loss_goal, "eig_every": args.eig_every,
-        "k": args.k, "block": args.block, "tol": args.tol, "max_products": args.max_products,
-        "max_basis": args.max_basis, "solver_seed": args.solver_seed,
+        "k": args.solver.k, "block": args.solver.block, "tol": args.solver.tol, "max_products": args.solver.max_products,
+        "max_basis": args.solver.max_basis, "solver_seed": args.solver.solver_seed,
         "curvature": format!("{curvature:?}"), "warm_start": !args.cold_start,
         "first_layer_gemm": net.first_layer_gemm(),
     });
@@ -304,8 +259,8 @@ fn run<T: Real>(args: &TrainArgs, ctx: &Context) -> Result<Output, CliError> {
         .map_err(out)?;
     let eigs = if args.eig_every > 0 {
         let mut cols: Vec<String> = vec!["step".into()];
-        cols.extend((1..=args.k).map(|i| format!("lambda_{i}")));
-        cols.extend((1..=args.k).map(|i| format!("residual_{i}")));
+        cols.extend((1..=args.solver.k).map(|i| format!("lambda_{i}")));
+        cols.extend((1..=args.solver.k).map(|i| format!("residual_{i}")));
         cols.extend(["status", "products", "iterations", "t_eig_ms"].map(String::from));
         let cols: Vec<&str> = cols.iter().map(String::as_str).collect();
         Some(dir.csv("eigs.csv", &cols).map_err(out)?)
@@ -315,10 +270,9 @@ fn run<T: Real>(args: &TrainArgs, ctx: &Context) -> Result<Output, CliError> {
     let mut files = RunFiles {
         steps,
         eigs,
-        k: args.k,
+        k: args.solver.k,
         loss: Vec::new(),
         sharpness: Vec::new(),
-        last: None,
         bar: progress::bar(args.max_steps as u64, "train"),
     };
     let t0 = Instant::now();
