@@ -13,6 +13,9 @@
 //! - [`sgemm`] (x86-64): eosbench's own f32 AVX-512 GEMM for the first layer's products, on a
 //!   data matrix packed once, and for the later layers' per-block products; faster than faer
 //!   on those shapes, same results at any tiling.
+//! - [`strassen`] (x86-64): one level of Strassen's algorithm on top of [`sgemm`] for the
+//!   first layer's wide products (a block of directions, wide nets): 7 half-size products
+//!   instead of 8, with the data matrix's sums formed once.
 //!
 //! Elementwise kernels are sequential and callers parallelize over row blocks; the GEMM drivers
 //! take the thread pool as an argument. Every output element is written by exactly one call and
@@ -29,6 +32,8 @@ pub mod path;
 #[cfg(target_arch = "x86_64")]
 pub mod sgemm;
 pub mod special;
+#[cfg(target_arch = "x86_64")]
+pub mod strassen;
 
 /// Whether `T` is `f32` (the type the fast kernels are written for).
 pub(crate) fn is_f32<T: Real>() -> bool {

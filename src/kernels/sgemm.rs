@@ -52,10 +52,51 @@ const _: () = assert!(MR == 8);
 
 /// A read-only operand: element `(i, j)` at `ptr + i·rs + j·cs` (in elements).
 #[derive(Clone, Copy, Debug)]
-struct Operand {
-    ptr: *const f32,
-    rs: usize,
-    cs: usize,
+pub(super) struct Operand {
+    pub(super) ptr: *const f32,
+    pub(super) rs: usize,
+    pub(super) cs: usize,
+}
+
+/// An operand read as the sum (or difference, `neg`) of two: `first ± second`, element by
+/// element, formed where the kernel copies it (packing `B`, or an 8-row panel of `A`).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Pair {
+    pub(super) first: Operand,
+    pub(super) second: Option<(Operand, bool)>,
+}
+
+impl From<Operand> for Pair {
+    fn from(first: Operand) -> Self {
+        Pair {
+            first,
+            second: None,
+        }
+    }
+}
+
+/// One destination of a product: `C` at `c` (row stride `ldc`, unit column stride). With
+/// `add` the product is added to (`neg`: subtracted from) the old value, block of [`KC`] by
+/// block; without, the first block overwrites it (with the negated sum when `neg`).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Out {
+    pub(super) c: *mut f32,
+    pub(super) ldc: usize,
+    pub(super) add: bool,
+    pub(super) neg: bool,
+}
+
+impl Out {
+    /// `self` moved to element `(i, j)` of its `C`.
+    ///
+    /// # Safety
+    /// The element lies inside the destination's allocation.
+    pub(super) unsafe fn at(self, i: usize, j: usize) -> Out {
+        Out {
+            c: self.c.add(i * self.ldc + j),
+            ..self
+        }
+    }
 }
 
 // SAFETY: an `Operand` only reads, and is built from a borrowed slice that outlives the call
@@ -100,7 +141,7 @@ impl PackedB {
     ///
     /// # Safety
     /// `b` is valid for its shape and strides.
-    unsafe fn pack(&mut self, par: Par, k: usize, n: usize, b: Operand) {
+    pub(super) unsafe fn pack(&mut self, par: Par, k: usize, n: usize, b: Pair) {
         let panels = n.div_ceil(NR);
         let len = panels * k * NR;
         if (self.k, self.n) != (k, n) {
@@ -138,14 +179,28 @@ const PACK_ROWS: usize = 512;
 /// Rows `p0 .. p0 + dst.len() / NR` of panel `jp` of `B` (`n` columns) into `dst`.
 ///
 /// # Safety
-/// Those rows of `b` are valid for its strides.
-unsafe fn pack_piece(b: Operand, jp: usize, p0: usize, n: usize, dst: &mut [f32]) {
+/// Those rows of `b` (both operands) are valid for their strides.
+unsafe fn pack_piece(b: Pair, jp: usize, p0: usize, n: usize, dst: &mut [f32]) {
     let cols = NR.min(n - jp * NR);
     let rows = dst.len() / NR;
-    if b.cs == 1 {
+    let (b1, second) = (b.first, b.second);
+    // `B`'s element `(p, j)`, formed as the pair says.
+    let (b2, sign) = match second {
+        Some((b2, neg)) => (b2, if neg { -1.0f32 } else { 1.0 }),
+        None => (b1, 0.0),
+    };
+    let pair = second.is_some();
+    if b1.cs == 1 && b2.cs == 1 {
         for (p, row) in dst.chunks_exact_mut(NR).enumerate() {
-            let src = std::slice::from_raw_parts(b.ptr.add((p0 + p) * b.rs + jp * NR), cols);
-            row[..cols].copy_from_slice(src);
+            let src = std::slice::from_raw_parts(b1.ptr.add((p0 + p) * b1.rs + jp * NR), cols);
+            if pair {
+                let src2 = std::slice::from_raw_parts(b2.ptr.add((p0 + p) * b2.rs + jp * NR), cols);
+                for ((d, &u), &v) in row[..cols].iter_mut().zip(src).zip(src2) {
+                    *d = u + sign * v;
+                }
+            } else {
+                row[..cols].copy_from_slice(src);
+            }
         }
     } else {
         // Column by column in blocks of rows, so that reads run along `B`'s columns (rows of
@@ -155,9 +210,17 @@ unsafe fn pack_piece(b: Operand, jp: usize, p0: usize, n: usize, dst: &mut [f32]
         while q < rows {
             let pn = PB.min(rows - q);
             for jj in 0..cols {
-                let src = b.ptr.add((jp * NR + jj) * b.cs + (p0 + q) * b.rs);
-                for p in 0..pn {
-                    dst[(q + p) * NR + jj] = *src.add(p * b.rs);
+                let j = jp * NR + jj;
+                let src = b1.ptr.add(j * b1.cs + (p0 + q) * b1.rs);
+                if pair {
+                    let src2 = b2.ptr.add(j * b2.cs + (p0 + q) * b2.rs);
+                    for p in 0..pn {
+                        dst[(q + p) * NR + jj] = *src.add(p * b1.rs) + sign * *src2.add(p * b2.rs);
+                    }
+                } else {
+                    for p in 0..pn {
+                        dst[(q + p) * NR + jj] = *src.add(p * b1.rs);
+                    }
                 }
             }
             q += pn;
@@ -165,9 +228,10 @@ unsafe fn pack_piece(b: Operand, jp: usize, p0: usize, n: usize, dst: &mut [f32]
     }
 }
 
-/// `C (=|+=) A·B[k0 .. k0+kk, panels jp0 .. jp0+np]`: `C` is `m × cols` at `c` (its first
-/// column is column `jp0·NR` of `B`) with row stride `ldc` and unit column stride, `A` is
-/// `m × kk` with `a.rs == 1` or `a.cs == 1`.
+/// `C (=|+=|-=) A·B[k0 .. k0+kk, panels jp0 .. jp0+np]` for each destination `C` in `outs`
+/// (one or two; each `m × cols`, its first column that of column `jp0·NR` of `B`); `A` is
+/// `m × kk` with `a.rs == 1` or `a.cs == 1`. A second operand of `A` (`A = A₁ ± A₂`) needs
+/// `a.rs == 1` and `m` a multiple of [`MR`]: it is summed into each 8-row panel's copy.
 ///
 /// The panels run in groups of [`GROUP`], and for each group the inner dimension in blocks of
 /// [`KC`]; for each block, every 8-row panel of `A` (in L1) sweeps over the group's micro-panels
@@ -178,26 +242,28 @@ unsafe fn pack_piece(b: Operand, jp: usize, p0: usize, n: usize, dst: &mut [f32]
 /// lie inside `b`; `C` does not overlap `A`.
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn sgemm_packed(
+pub(super) unsafe fn sgemm_packed(
     m: usize,
-    a: Operand,
+    a: Pair,
     b: &PackedB,
     (k0, kk): (usize, usize),
     (jp0, np): (usize, usize),
-    c: *mut f32,
-    ldc: usize,
-    add: bool,
+    outs: &[Out],
 ) {
+    let (a, a2) = (a.first, a.second);
     debug_assert!(a.rs == 1 || a.cs == 1);
+    debug_assert!(a2.is_none() || (a.rs == 1 && a2.is_some_and(|(o, _)| o.rs == 1)));
+    debug_assert!(a2.is_none() || m.is_multiple_of(MR));
+    debug_assert!((1..=2).contains(&outs.len()));
     debug_assert!(k0 + kk <= b.k && jp0 + np <= b.panels());
     if m == 0 || np == 0 {
         return;
     }
     if kk == 0 {
-        if !add {
-            let cols = (b.n - jp0 * NR).min(np * NR);
+        let cols = (b.n - jp0 * NR).min(np * NR);
+        for o in outs.iter().filter(|o| !o.add) {
             for i in 0..m {
-                std::ptr::write_bytes(c.add(i * ldc), 0, cols);
+                std::ptr::write_bytes(o.c.add(i * o.ldc), 0, cols);
             }
         }
         return;
@@ -215,11 +281,18 @@ unsafe fn sgemm_packed(
             let kn = KC.min(kk - p0 - kc);
             let lines = kn * NR / 16;
             let share = lines.div_ceil(m.div_ceil(MR));
-            let load = add || p0 > 0;
+            let mut dst = [outs[0]; 2];
+            for (d, o) in dst.iter_mut().zip(outs) {
+                *d = Out {
+                    add: o.add || p0 > 0,
+                    ..*o
+                };
+            }
+            let dst = &dst[..outs.len()];
             // Column-major `A` with a long column (the sums of a block of directions) is
             // copied panel by panel into a contiguous buffer, which the group's micro-panels
-            // then share (see PACK_A_STRIDE).
-            let pack_a = a.rs == 1 && a.cs >= PACK_A_STRIDE && gn > 1;
+            // then share (see PACK_A_STRIDE); so is a sum of two.
+            let pack_a = a2.is_some() || (a.rs == 1 && a.cs >= PACK_A_STRIDE && gn > 1);
             let mut apack = [0f32; MR * KC];
             let mut i0 = 0;
             while i0 < m {
@@ -227,9 +300,23 @@ unsafe fn sgemm_packed(
                 let mut a = a;
                 let mut ap = a.ptr.add(i0 * a.rs + p0 * a.cs);
                 if pack_a && rows == MR {
-                    for p in 0..kc {
-                        let col = _mm256_loadu_ps(ap.add(p * a.cs));
-                        _mm256_storeu_ps(apack.as_mut_ptr().add(p * MR), col);
+                    if let Some((a2, neg)) = a2 {
+                        let ap2 = a2.ptr.add(i0 + p0 * a2.cs);
+                        for p in 0..kc {
+                            let c1 = _mm256_loadu_ps(ap.add(p * a.cs));
+                            let c2 = _mm256_loadu_ps(ap2.add(p * a2.cs));
+                            let col = if neg {
+                                _mm256_sub_ps(c1, c2)
+                            } else {
+                                _mm256_add_ps(c1, c2)
+                            };
+                            _mm256_storeu_ps(apack.as_mut_ptr().add(p * MR), col);
+                        }
+                    } else {
+                        for p in 0..kc {
+                            let col = _mm256_loadu_ps(ap.add(p * a.cs));
+                            _mm256_storeu_ps(apack.as_mut_ptr().add(p * MR), col);
+                        }
                     }
                     ap = apack.as_ptr();
                     a = Operand {
@@ -247,8 +334,11 @@ unsafe fn sgemm_packed(
                     }
                     let cols = NR.min(b.n - jp * NR);
                     let bp = b.data.as_ptr().add((jp * b.k + k0 + p0) * NR);
-                    let cp = c.add(i0 * ldc + q * NR);
-                    tile(kc, ap, a, rows, bp, cp, ldc, cols, load);
+                    let mut at = [dst[0]; 2];
+                    for (t, o) in at.iter_mut().zip(dst) {
+                        *t = o.at(i0, q * NR);
+                    }
+                    tile(kc, ap, a, rows, bp, &at[..dst.len()], cols);
                 }
                 i0 += MR;
             }
@@ -267,10 +357,8 @@ unsafe fn tile(
     a: Operand,
     rows: usize,
     bp: *const f32,
-    cp: *mut f32,
-    ldc: usize,
+    outs: &[Out],
     cols: usize,
-    load: bool,
 ) {
     // A partial row panel is copied, zero-padded, into a column-major `MR × kc` scratch.
     let mut pad;
@@ -287,33 +375,28 @@ unsafe fn tile(
     } else {
         (ap, false, a.rs)
     };
-    let t = Tile {
-        rows,
-        cols,
-        ldc,
-        load,
-    };
+    let t = Tile { rows, cols, outs };
     match (cols.div_ceil(16), acol) {
-        (3, true) => micro::<3, true>(kc, ap, stride, bp, cp, t),
-        (3, false) => micro::<3, false>(kc, ap, stride, bp, cp, t),
-        (2, true) => micro::<2, true>(kc, ap, stride, bp, cp, t),
-        (2, false) => micro::<2, false>(kc, ap, stride, bp, cp, t),
-        (_, true) => micro::<1, true>(kc, ap, stride, bp, cp, t),
-        (_, false) => micro::<1, false>(kc, ap, stride, bp, cp, t),
+        (3, true) => micro::<3, true>(kc, ap, stride, bp, t),
+        (3, false) => micro::<3, false>(kc, ap, stride, bp, t),
+        (2, true) => micro::<2, true>(kc, ap, stride, bp, t),
+        (2, false) => micro::<2, false>(kc, ap, stride, bp, t),
+        (_, true) => micro::<1, true>(kc, ap, stride, bp, t),
+        (_, false) => micro::<1, false>(kc, ap, stride, bp, t),
     }
 }
 
-/// The valid part of a micro-tile of `C` and whether to add to its old value.
+/// The valid part of a micro-tile and its destinations (each at the tile's first element).
 #[derive(Clone, Copy)]
-struct Tile {
+struct Tile<'a> {
     rows: usize,
     cols: usize,
-    ldc: usize,
-    load: bool,
+    outs: &'a [Out],
 }
 
-/// `C[0..rows, 0..cols] (=|+=) A_panel · B_panel` over `kc` steps, `NV` vectors wide.
-/// `A` element `(r, p)` is at `ap + p·stride + r` when `ACOL`, else at `ap + r·stride + p`.
+/// `C[0..rows, 0..cols] (=|+=|-=) A_panel · B_panel` over `kc` steps, `NV` vectors wide, for
+/// each destination. `A` element `(r, p)` is at `ap + p·stride + r` when `ACOL`, else at
+/// `ap + r·stride + p`.
 #[target_feature(enable = "avx512f")]
 #[inline]
 unsafe fn micro<const NV: usize, const ACOL: bool>(
@@ -321,8 +404,7 @@ unsafe fn micro<const NV: usize, const ACOL: bool>(
     ap: *const f32,
     stride: usize,
     bp: *const f32,
-    cp: *mut f32,
-    t: Tile,
+    t: Tile<'_>,
 ) {
     let mut acc = [[_mm512_setzero_ps(); NV]; MR];
     let mut mask = [0u16; NV];
@@ -364,15 +446,18 @@ unsafe fn micro<const NV: usize, const ACOL: bool>(
             b = b.add(NR);
         }
     }
-    for (r, row) in acc.iter().enumerate().take(t.rows) {
-        for (v, &x) in row.iter().enumerate() {
-            let c = cp.add(r * t.ldc + 16 * v);
-            let x = if t.load {
-                _mm512_add_ps(_mm512_maskz_loadu_ps(mask[v], c), x)
-            } else {
-                x
-            };
-            _mm512_mask_storeu_ps(c, mask[v], x);
+    for o in t.outs {
+        for (r, row) in acc.iter().enumerate().take(t.rows) {
+            for (v, &x) in row.iter().enumerate() {
+                let c = o.c.add(r * o.ldc + 16 * v);
+                let x = match (o.add, o.neg) {
+                    (false, false) => x,
+                    (false, true) => _mm512_sub_ps(_mm512_setzero_ps(), x),
+                    (true, false) => _mm512_add_ps(_mm512_maskz_loadu_ps(mask[v], c), x),
+                    (true, true) => _mm512_sub_ps(_mm512_maskz_loadu_ps(mask[v], c), x),
+                };
+                _mm512_mask_storeu_ps(c, mask[v], x);
+            }
         }
     }
 }
@@ -382,7 +467,7 @@ pub fn available() -> bool {
     std::is_x86_feature_detected!("avx512f")
 }
 
-fn check_available() {
+pub(super) fn check_available() {
     assert!(
         available(),
         "kernels::sgemm needs AVX-512F, which this CPU lacks (check `available()` first)"
@@ -405,7 +490,7 @@ pub fn pack_rows(par: Par, x: &[f32], k: usize, n: usize, out: &mut PackedB) {
         cs: 1,
     };
     // SAFETY: `x` holds `k × n` elements at row stride `n`.
-    unsafe { out.pack(par, k, n, b) }
+    unsafe { out.pack(par, k, n, b.into()) }
 }
 
 /// Packs `B = Wᵀ` for a row-major `W` of `m × d` (weights or stacked directions): `B` is
@@ -424,7 +509,7 @@ pub fn pack_transposed(par: Par, w: &[f32], m: usize, d: usize, out: &mut Packed
         cs: d,
     };
     // SAFETY: element `(p, j)` of `Wᵀ` is `w[j·d + p]`, inside `w` for `p < d`, `j < m`.
-    unsafe { out.pack(par, d, m, b) }
+    unsafe { out.pack(par, d, m, b.into()) }
 }
 
 /// `C = A·B` for a row-major `A` of `rows × b.k()` and `C` of `rows × b.n()`, in bands of at
@@ -439,16 +524,21 @@ pub fn rows_times(par: Par, a: &[f32], rows: usize, b: &PackedB, c: &mut [f32], 
         c.fill(0.0);
         return;
     }
-    let band = band
-        .min(rows.div_ceil(par.threads()).div_ceil(MR) * MR)
-        .max(64.min(band))
-        .max(1);
+    let band = band_rows(band, rows, par.threads());
     if n == 0 {
         return;
     }
     // Each band is one sequential product on its own rows of `A` and `C`.
     let run = |(a, c): (&[f32], &mut [f32])| times_packed(a, c.len() / n, b, c, false);
     par.each(a.chunks(band * k).zip(c.chunks_mut(band * n)), run);
+}
+
+/// The bands of [`rows_times`]: at most `band` rows, thinner (down to 64 rows, in whole
+/// micro-tiles) when `threads` would otherwise find fewer bands than threads.
+pub(super) fn band_rows(band: usize, rows: usize, threads: usize) -> usize {
+    band.min(rows.div_ceil(threads).div_ceil(MR) * MR)
+        .max(64.min(band))
+        .max(1)
 }
 
 /// `C (=|+=) A·B` on the calling thread for a row-major `A` of `rows × b.k()` and `C` of
@@ -476,7 +566,13 @@ pub fn times_packed(a: &[f32], rows: usize, b: &PackedB, c: &mut [f32], add: boo
     // SAFETY: AVX-512F is present (checked above); `A` holds `rows × k` elements at row stride
     // `k`, `C` holds `rows × n` at row stride `n` (the micro-kernel masks past column `n`), and
     // `c` is exclusively ours.
-    unsafe { sgemm_packed(rows, a, b, (0, k), (0, b.panels()), c.as_mut_ptr(), n, add) }
+    let out = Out {
+        c: c.as_mut_ptr(),
+        ldc: n,
+        add,
+        neg: false,
+    };
+    unsafe { sgemm_packed(rows, a.into(), b, (0, k), (0, b.panels()), &[out]) }
 }
 
 /// Column tiles of [`transposed_times`], in panels. Every column tile reads all of `G` again
@@ -503,7 +599,7 @@ const TILE_PANELS: usize = 8;
 /// medians of 9). An HVP at h = 400 on 2 threads took 80.0 ms per product against 85.8–87.0
 /// (phases example, alternating builds). At h = 200 and in the first layer's sums (64 panels)
 /// on 1, 2, 4, 8 and 16 threads the tiles are the same either way.
-fn sum_tiles(m: usize, panels: usize, threads: usize) -> (usize, usize) {
+pub(super) fn sum_tiles(m: usize, panels: usize, threads: usize) -> (usize, usize) {
     let row_panels = m.div_ceil(MR).max(1);
     let ct = panels.div_ceil(TILE_PANELS).max(1);
     if threads <= 1 {
@@ -527,7 +623,7 @@ fn sum_tiles(m: usize, panels: usize, threads: usize) -> (usize, usize) {
 }
 
 /// Column tile `j` of `ct` over `panels` panels: its first panel and its number of panels.
-fn col_tile(j: usize, panels: usize, ct: usize) -> (usize, usize) {
+pub(super) fn col_tile(j: usize, panels: usize, ct: usize) -> (usize, usize) {
     let (first, end) = (j * panels / ct, (j + 1) * panels / ct);
     (first, end - first)
 }
@@ -599,24 +695,21 @@ pub fn transposed_times(
         // `(i0.., jp·NR..)` of `C` lies inside `c` (`m × n`, masked past column `n`), and the
         // tiles are disjoint, so each task writes its own elements only.
         unsafe {
-            sgemm_packed(
-                rt.min(m - i0),
-                a,
-                b,
-                (k0, rows),
-                (jp, np),
-                cp.0.add(i0 * n + jp * NR),
-                n,
+            let out = Out {
+                c: cp.0.add(i0 * n + jp * NR),
+                ldc: n,
                 add,
-            )
+                neg: false,
+            };
+            sgemm_packed(rt.min(m - i0), a.into(), b, (k0, rows), (jp, np), &[out])
         }
     };
     par.for_each(tiles.len(), |t| run(tiles[t]));
 }
 
 /// `C`'s base pointer shared by tasks that write disjoint tiles.
-struct SyncPtr(*mut f32);
-// SAFETY: only used by `transposed_times`, whose tasks write disjoint tiles of `C`.
+pub(super) struct SyncPtr(pub(super) *mut f32);
+// SAFETY: only used by products whose tasks write disjoint tiles of `C`.
 unsafe impl Sync for SyncPtr {}
 
 #[cfg(test)]
