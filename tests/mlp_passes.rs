@@ -301,6 +301,7 @@ fn f32_passes(
         chunk_rows: 100,
         own_gemm,
         copy_chunk,
+        ..NetConfig::default()
     };
     let dirs: Vec<f32> = random_vec(3 * p.len(), 1)
         .iter()
@@ -342,6 +343,76 @@ fn results_are_bit_identical_across_thread_counts() {
             assert!(same(&base.1, &r.1), "gradient differs {at}");
             assert!(same(&base.2, &r.2), "hvp differs {at}");
             assert!(same(&base.4, &r.4), "third-order product differs {at}");
+        }
+    }
+}
+
+/// Gradient, a 3-direction Hessian block, a Gauss–Newton product and a third-order product of
+/// a 38-32-17-10 net on 300 examples in physical batches of 128 (even sizes, so the first
+/// layer's products split), in f32, with the first layer's products from `min_width` columns
+/// as Strassen's 7 (`usize::MAX`: never) or on faer.
+fn split_passes(own_gemm: bool, min_width: usize, threads: usize) -> Vec<Vec<f32>> {
+    let s = MlpSpec::new(38, &[32, 17], 10, Activation::Tanh).unwrap();
+    let (x, y) = problem(300, 38, 10, 5);
+    let xf: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+    let p = init_params::<f32>(&s, 8).data;
+    let cfg = NetConfig {
+        row_block: 32,
+        chunk_rows: 128,
+        own_gemm,
+        strassen_min_width: min_width,
+        ..NetConfig::default()
+    };
+    let dirs: Vec<f32> = random_vec(3 * p.len(), 3)
+        .iter()
+        .map(|&v| v as f32)
+        .collect();
+    with_threads(threads, |par| {
+        let mut net = Net::new(&s, Loss::Mse, Data::new(xf, y, 38, 10), cfg);
+        let mut g = vec![0f32; p.len()];
+        let ev = net.gradient(&p, &mut g, par);
+        let mut hv = vec![0f32; 3 * p.len()];
+        net.hvp(&dirs, &mut hv, 3, Curvature::Hessian, par);
+        let mut gv = vec![0f32; p.len()];
+        net.hvp(&dirs[..p.len()], &mut gv, 1, Curvature::GaussNewton, par);
+        let mut t = vec![0f32; p.len()];
+        net.third_order(&dirs[..p.len()], &mut t, par);
+        vec![vec![ev.loss as f32], g, hv, gv, t]
+    })
+}
+
+/// The first layer's products as Strassen's 7 (every width here: 32 columns for a gradient,
+/// 96 for the block) agree with faer and with the 8-product own GEMM up to f32 rounding, run
+/// (their bits differ from the 8-product ones), and give the same bits at 1, 2, 3 and 8
+/// threads.
+#[test]
+fn strassen_first_layer_agrees_and_is_bit_identical_across_threads() {
+    if kernel_path() != KernelPath::Avx512 {
+        eprintln!("skipped: the own GEMM needs the AVX-512 path");
+        return;
+    }
+    let split = split_passes(true, 32, 1);
+    let plain = split_passes(true, usize::MAX, 1);
+    let faer = split_passes(false, 32, 1);
+    let names = ["loss", "gradient", "hvp", "gauss-newton", "third order"];
+    for (k, name) in names.iter().enumerate() {
+        for (other, what) in [(&plain, "8 products"), (&faer, "faer")] {
+            let e = rel_err_f32(&split[k], &other[k]);
+            assert!(e < 1e-5, "{name}: relative difference {e:e} to {what}");
+        }
+    }
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert!(
+        bits(&split[1]) != bits(&plain[1]) && bits(&split[2]) != bits(&plain[2]),
+        "the split products gave the 8-product bits: they did not run"
+    );
+    for t in [2, 3, 8] {
+        let r = split_passes(true, 32, t);
+        for (k, name) in names.iter().enumerate() {
+            assert!(
+                bits(&r[k]) == bits(&split[k]),
+                "{name} differs at {t} threads"
+            );
         }
     }
 }

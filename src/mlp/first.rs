@@ -28,7 +28,35 @@ pub(super) enum FirstLayer {
         x: Option<kernels::sgemm::PackedB>,
         /// `Wᵀ` or the stacked `Vᵀ` of the current call.
         w: kernels::sgemm::PackedB,
+        /// Products at least this wide run as Strassen's 7 half-size products
+        /// ([`NetConfig::strassen_min_width`]).
+        min_width: usize,
+        /// The quadrant sums of `X` for each row range (physical batch) that has needed them.
+        split: Vec<((usize, usize), kernels::strassen::SplitX)>,
+        /// The Strassen operands packed from `Wᵀ` or the stacked `Vᵀ` of the current call.
+        w_split: Vec<kernels::sgemm::PackedB>,
     },
+}
+
+/// The quadrant sums of the examples `r0 .. r0 + rows` of `x` (`d` columns), formed on first
+/// use and kept.
+#[cfg(target_arch = "x86_64")]
+fn split_of<'a>(
+    split: &'a mut Vec<((usize, usize), kernels::strassen::SplitX)>,
+    par: Par,
+    x: &[f32],
+    (r0, rows): (usize, usize),
+    d: usize,
+) -> &'a kernels::strassen::SplitX {
+    let at = match split.iter().position(|(range, _)| *range == (r0, rows)) {
+        Some(at) => at,
+        None => {
+            let sx = kernels::strassen::SplitX::new(par, rows_of(x, r0, rows, d), rows, d);
+            split.push(((r0, rows), sx));
+            split.len() - 1
+        }
+    };
+    &split[at].1
 }
 
 impl FirstLayer {
@@ -42,6 +70,9 @@ impl FirstLayer {
             return FirstLayer::Own {
                 x: None,
                 w: Default::default(),
+                min_width: cfg.strassen_min_width,
+                split: Vec::new(),
+                w_split: Vec::new(),
             };
         }
         let _ = (cfg, path);
@@ -57,8 +88,8 @@ impl FirstLayer {
         }
     }
 
-    /// `C = X_rows·Wᵀ` for `rows` examples `x` (`rows × d`) and `W` of `m × d`; `C` is
-    /// `rows × m`. Bands of [`BAND`] rows, one task each.
+    /// `C = X_rows·Wᵀ` for the examples `r0 .. r0 + rows` of the data and `W` of `m × d`; `C`
+    /// is `rows × m`. Bands of [`BAND`] rows, one task each.
     ///
     /// `same_w`: `w` is the operand of the previous call, unchanged (a later physical batch of
     /// the same product), so the own GEMM reuses its packing of `Wᵀ` instead of packing it
@@ -68,13 +99,14 @@ impl FirstLayer {
     pub(super) fn times_wt<T: Real>(
         &mut self,
         par: Par,
-        x: &[T],
-        rows: usize,
-        d: usize,
+        data: &Data<T>,
+        (r0, rows): (usize, usize),
         (w, same_w): (&[T], bool),
         m: usize,
         c: &mut [T],
     ) {
+        let d = data.d;
+        let x = rows_of(&data.x, r0, rows, d);
         match self {
             FirstLayer::Faer => gemm_rows(
                 par,
@@ -84,6 +116,21 @@ impl FirstLayer {
                 view(w, m, d).transpose(),
                 BAND,
             ),
+            #[cfg(target_arch = "x86_64")]
+            FirstLayer::Own {
+                min_width,
+                split,
+                w_split,
+                ..
+            } if m >= *min_width && kernels::strassen::applies(rows, d, m) => {
+                let sx = split_of(split, par, kernels::cast_f32(&data.x), (r0, rows), d);
+                let wf = kernels::cast_f32(w);
+                if !same_w {
+                    kernels::strassen::pack_right(par, wf, m, d, w_split);
+                }
+                let c = kernels::cast_f32_mut(c);
+                kernels::strassen::rows_times(par, sx, w_split, c, BAND);
+            }
             #[cfg(target_arch = "x86_64")]
             FirstLayer::Own { w: packed, .. } => {
                 if same_w {
@@ -120,6 +167,14 @@ impl FirstLayer {
                     view(g, rows, m).transpose(),
                     view(rows_of(&data.x, r0, rows, d), rows, d),
                 );
+            }
+            #[cfg(target_arch = "x86_64")]
+            FirstLayer::Own {
+                min_width, split, ..
+            } if m >= *min_width && kernels::strassen::applies(rows, d, m) => {
+                let sx = split_of(split, par, kernels::cast_f32(&data.x), (r0, rows), d);
+                let (g, c) = (kernels::cast_f32(g), kernels::cast_f32_mut(c));
+                kernels::strassen::transposed_times(par, g, m, sx, c, accum == Accum::Add);
             }
             #[cfg(target_arch = "x86_64")]
             FirstLayer::Own { x: packed, .. } => {

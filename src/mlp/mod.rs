@@ -115,6 +115,12 @@ pub struct NetConfig {
     /// summation order. At h = 800, 2 threads, these copies took 1.9 ms per product on the
     /// pool against 2.9 sequentially (phases example, two alternating runs).
     pub copy_chunk: usize,
+    /// The first layer's own-GEMM products with at least this many output columns (`b·h`
+    /// for a block of `b` directions) run as one level of Strassen's algorithm
+    /// ([`crate::kernels::strassen`]): 7 half-size products instead of 8,
+    /// at the cost of the quadrant sums of `X` (3.5 times its memory, formed once). Where the
+    /// shape allows (even sizes, a multiple of 32 columns); `usize::MAX` turns it off.
+    pub strassen_min_width: usize,
 }
 
 impl Default for NetConfig {
@@ -124,6 +130,7 @@ impl Default for NetConfig {
             chunk_rows: 8192,
             own_gemm: true,
             copy_chunk: 1 << 15,
+            strassen_min_width: 512,
         }
     }
 }
@@ -607,7 +614,7 @@ impl<T: Real> Net<T> {
         self.hidden.invalidate_state();
         // Layer 1's `X·W_1ᵀ` first, for all examples (bias and activation follow per block).
         {
-            let (n, d, h1) = (self.data.n, self.dims[0], self.dims[1]);
+            let (n, h1) = (self.data.n, self.dims[1]);
             let z1 = if self.dims.len() > 2 {
                 &mut self.cache.a[0]
             } else {
@@ -615,7 +622,7 @@ impl<T: Real> Net<T> {
             };
             let w1 = &self.params[self.layout.layers[0].w_range()];
             self.first
-                .times_wt(par, &self.data.x, n, d, (w1, false), h1, &mut z1[..n * h1]);
+                .times_wt(par, &self.data, (0, n), (w1, false), h1, &mut z1[..n * h1]);
         }
         let dims = &self.dims;
         let layout = &self.layout;
@@ -822,9 +829,8 @@ impl<T: Real> Net<T> {
         let t0 = Instant::now();
         self.first.times_wt(
             par,
-            rows_of(&data.x, r0, len, d),
-            len,
-            d,
+            data,
+            (r0, len),
             (&v_stack[0][..b * h1 * d], r0 > 0),
             b * h1,
             &mut self.rwork.rz[0][..len * b * h1],

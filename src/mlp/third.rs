@@ -116,12 +116,11 @@ impl<T: Real> Net<T> {
     /// and R²-backward down to the first layer.
     #[inline(never)]
     fn third_local(&mut self, w: &mut ThirdWork<T>, u: &[T], r0: usize, len: usize, par: Par) {
-        let (h1, d) = (self.dims[1], self.data.d);
-        let x = rows_of(&self.data.x, r0, len, d);
+        let h1 = self.dims[1];
         let slot0 = self.layout.layers[0];
         let rz0 = &mut w.r.rz[0][..len * h1];
-        self.first
-            .times_wt(par, x, len, d, (&u[slot0.w_range()], r0 > 0), h1, rz0);
+        let u1 = (&u[slot0.w_range()], r0 > 0);
+        self.first.times_wt(par, &self.data, (r0, len), u1, h1, rz0);
         let (dims, layout, params, data, cache) = (
             &self.dims,
             &self.layout,
