@@ -9,8 +9,10 @@
 //! the same passes with all of them on faer, and `roof-own` is the gradient's GEMMs with the
 //! first layer's two on the own GEMM (the whole-batch products of the later layers on faer).
 //! `roof-hvp-b1` and `roof-hvp-b4` are the GEMMs of a Hessian-vector product for 1 and 4
-//! directions alone, at the shapes the passes use (first layer on the own GEMM): the block
-//! ratio the GEMMs themselves allow.
+//! directions alone, at the shapes the passes use (first layer on the own GEMM, as Strassen's 7
+//! products from `NetConfig::strassen_min_width` columns, like the passes): the block ratio
+//! the GEMMs themselves allow. FLOPs are counted as the 8-product GEMMs' everywhere, so a
+//! product run as Strassen's shows the rate of the work it replaces.
 //! Throughput is in FLOP/s of the GEMMs each pass performs (criterion's "elem/s"); the group
 //! `kernels/peak` measures the f32 FMA peak of the machine (independent FMA chains, no memory
 //! traffic) at the same thread counts, the ceiling every rate here is a fraction of.
@@ -140,6 +142,11 @@ fn faer_gemm(par: faer::Par, a: Operand<'_>, b: Operand<'_>, c: &mut [f32]) {
 struct OwnPacked {
     x: eosbench::kernels::sgemm::PackedB,
     w: eosbench::kernels::sgemm::PackedB,
+    /// The quadrant sums of `X` and the split operands of the current `W`, for the first
+    /// layer's products from `min_width` columns.
+    split: eosbench::kernels::strassen::SplitX,
+    w_split: Vec<eosbench::kernels::sgemm::PackedB>,
+    min_width: usize,
 }
 
 impl OwnPacked {
@@ -150,13 +157,21 @@ impl OwnPacked {
         &mut self,
         threads: usize,
     ) -> impl FnMut(usize, Operand<'_>, Operand<'_>, &mut [f32]) + '_ {
-        use eosbench::kernels::sgemm;
+        use eosbench::kernels::{sgemm, strassen};
         let (par, fpar) = if threads > 1 {
             (Par::Rayon, faer::Par::rayon(threads))
         } else {
             (Par::Seq, faer::Par::Seq)
         };
+        let splits = |m: usize, min: usize| m >= min && strassen::applies(N, D, m);
         move |l, a, b, c| match (l, a.transposed) {
+            (0, false) if splits(b.shape().1, self.min_width) => {
+                strassen::pack_right(par, b.data, b.shape().1, D, &mut self.w_split);
+                strassen::rows_times(par, &self.split, &self.w_split, c, 512);
+            }
+            (0, true) if splits(a.shape().0, self.min_width) => {
+                strassen::transposed_times(par, a.data, a.shape().0, &self.split, c, false)
+            }
             (0, false) => {
                 sgemm::pack_transposed(par, b.data, b.shape().1, D, &mut self.w);
                 sgemm::rows_times(par, a.data, N, &self.w, c, 512);
@@ -339,6 +354,9 @@ fn bench_kernels(c: &mut Criterion) {
             OwnPacked {
                 x,
                 w: Default::default(),
+                split: eosbench::kernels::strassen::SplitX::new(Par::Seq, &data.x, N, D),
+                w_split: Vec::new(),
+                min_width: NetConfig::default().strassen_min_width,
             }
         });
         // The HVP's GEMMs alone at b = 1 and 4: the roof of the block ratio.

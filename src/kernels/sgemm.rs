@@ -36,6 +36,8 @@ pub const MR: usize = 8;
 pub const NR: usize = 48;
 /// Block of the inner dimension (part of the summation order).
 pub const KC: usize = 256;
+/// The largest block of the inner dimension any caller may ask for (see `sgemm_packed`).
+pub(super) const KC_MAX: usize = 384;
 /// Most panels of `B` swept by the row panels of `A` before moving on (a `KC × 480` block of
 /// `B`, 480 KB, stays in L2); a product with more is cut into equal groups.
 const GROUP: usize = 10;
@@ -228,7 +230,8 @@ unsafe fn pack_piece(b: Pair, jp: usize, p0: usize, n: usize, dst: &mut [f32]) {
     }
 }
 
-/// `C (=|+=|-=) A·B[k0 .. k0+kk, panels jp0 .. jp0+np]` for each destination `C` in `outs`
+/// `C (=|+=|-=) A·B[k0 .. k0+kk, panels jp0 .. jp0+np]`, the inner dimension in blocks of
+/// `kcb` (at most [`KC_MAX`]; [`KC`] but for Strassen's products), for each destination in `outs`
 /// (one or two; each `m × cols`, its first column that of column `jp0·NR` of `B`); `A` is
 /// `m × kk` with `a.rs == 1` or `a.cs == 1`. A second operand of `A` (`A = A₁ ± A₂`) needs
 /// `a.rs == 1` and `m` a multiple of [`MR`]: it is summed into each 8-row panel's copy.
@@ -248,6 +251,7 @@ pub(super) unsafe fn sgemm_packed(
     b: &PackedB,
     (k0, kk): (usize, usize),
     (jp0, np): (usize, usize),
+    kcb: usize,
     outs: &[Out],
 ) {
     let (a, a2) = (a.first, a.second);
@@ -255,6 +259,7 @@ pub(super) unsafe fn sgemm_packed(
     debug_assert!(a2.is_none() || (a.rs == 1 && a2.is_some_and(|(o, _)| o.rs == 1)));
     debug_assert!(a2.is_none() || m.is_multiple_of(MR));
     debug_assert!((1..=2).contains(&outs.len()));
+    debug_assert!((1..=KC_MAX).contains(&kcb));
     debug_assert!(k0 + kk <= b.k && jp0 + np <= b.panels());
     if m == 0 || np == 0 {
         return;
@@ -275,10 +280,10 @@ pub(super) unsafe fn sgemm_packed(
         let gn = group.min(np - g0);
         let mut p0 = 0;
         while p0 < kk {
-            let kc = KC.min(kk - p0);
+            let kc = kcb.min(kk - p0);
             // The next block of `B`'s rows, fetched a share at a time by the row panels of
             // this one, so that the stream from memory overlaps the arithmetic.
-            let kn = KC.min(kk - p0 - kc);
+            let kn = kcb.min(kk - p0 - kc);
             let lines = kn * NR / 16;
             let share = lines.div_ceil(m.div_ceil(MR));
             let mut dst = [outs[0]; 2];
@@ -293,7 +298,7 @@ pub(super) unsafe fn sgemm_packed(
             // copied panel by panel into a contiguous buffer, which the group's micro-panels
             // then share (see PACK_A_STRIDE); so is a sum of two.
             let pack_a = a2.is_some() || (a.rs == 1 && a.cs >= PACK_A_STRIDE && gn > 1);
-            let mut apack = [0f32; MR * KC];
+            let mut apack = [0f32; MR * KC_MAX];
             let mut i0 = 0;
             while i0 < m {
                 let rows = MR.min(m - i0);
@@ -363,7 +368,7 @@ unsafe fn tile(
     // A partial row panel is copied, zero-padded, into a column-major `MR × kc` scratch.
     let mut pad;
     let (ap, acol, stride) = if rows < MR {
-        pad = [0f32; MR * KC];
+        pad = [0f32; MR * KC_MAX];
         for p in 0..kc {
             for r in 0..rows {
                 pad[p * MR + r] = *ap.add(r * a.rs + p * a.cs);
@@ -572,7 +577,7 @@ pub fn times_packed(a: &[f32], rows: usize, b: &PackedB, c: &mut [f32], add: boo
         add,
         neg: false,
     };
-    unsafe { sgemm_packed(rows, a.into(), b, (0, k), (0, b.panels()), &[out]) }
+    unsafe { sgemm_packed(rows, a.into(), b, (0, k), (0, b.panels()), KC, &[out]) }
 }
 
 /// Column tiles of [`transposed_times`], in panels. Every column tile reads all of `G` again
@@ -701,7 +706,15 @@ pub fn transposed_times(
                 add,
                 neg: false,
             };
-            sgemm_packed(rt.min(m - i0), a.into(), b, (k0, rows), (jp, np), &[out])
+            sgemm_packed(
+                rt.min(m - i0),
+                a.into(),
+                b,
+                (k0, rows),
+                (jp, np),
+                KC,
+                &[out],
+            )
         }
     };
     par.for_each(tiles.len(), |t| run(tiles[t]));

@@ -19,8 +19,8 @@
 //! 1.01 at 200, where the halves' 100 columns end in a partial vector. Hence a minimum
 //! width, chosen by the caller (`NetConfig::strassen_min_width`).
 //!
-//! Rounding: each product is summed like any [`sgemm`] product, in an order fixed by the
-//! shape, so results are bit-identical at every thread count (DESIGN §5); they differ from
+//! Rounding: each product is summed like any [`sgemm`] product (in blocks of [`KC_SPLIT`]),
+//! in an order fixed by the shape, so results are bit-identical at every thread count (DESIGN §5); they differ from
 //! the 8-product result by rounding only, with the usual one-level bound (a few times the
 //! classical one, relative to `‖A‖·‖B‖` rather than elementwise).
 //!
@@ -31,6 +31,15 @@ use super::sgemm::{
     NR,
 };
 use crate::par::Par;
+
+/// The block of the inner dimension of Strassen's products (the 8-product kernel's is
+/// [`KC`](super::sgemm::KC), 256). Most of these products write two quadrants of `C`, after
+/// every block; fewer, longer blocks measured faster (probe at n = 5000, d = 3072, 800
+/// columns, 1 thread, two alternating runs each against the 8-product GEMM): `X·Vᵀ` 0.96
+/// of its time at 384 against 0.98 at 256 and 0.97–0.98 at 512; `gᵀ·X` 0.94 against 0.95.
+/// At 384 a block of the widest group of `B`'s panels (480 columns) takes 737 KB of L2.
+pub const KC_SPLIT: usize = 384;
+const _: () = assert!(KC_SPLIT <= super::sgemm::KC_MAX);
 
 /// A quadrant: (row half, column half).
 type Quad = (usize, usize);
@@ -298,7 +307,8 @@ pub fn rows_times(par: Par, sx: &SplitX, w: &[PackedB], c: &mut [f32], band: usi
                     *o = o.at(r0, 0);
                 }
                 let outs = &outs[..PRODUCTS[i].outs.len()];
-                sgemm_packed(rows, a.into(), right, (0, hd), (0, right.panels()), outs);
+                let panels = (0, right.panels());
+                sgemm_packed(rows, a.into(), right, (0, hd), panels, KC_SPLIT, outs);
             }
         });
     }
@@ -350,7 +360,7 @@ pub fn transposed_times(par: Par, g: &[f32], m: usize, sx: &SplitX, c: &mut [f32
                     *o = o.at(i0, jp * NR);
                 }
                 let outs = &outs[..p.outs.len()];
-                sgemm_packed(rt.min(hn - i0), a, right, (0, hm), (jp, np), outs);
+                sgemm_packed(rt.min(hn - i0), a, right, (0, hm), (jp, np), KC_SPLIT, outs);
             }
         });
     }
@@ -359,7 +369,7 @@ pub fn transposed_times(par: Par, g: &[f32], m: usize, sx: &SplitX, c: &mut [f32
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::sgemm::{available, KC};
+    use crate::kernels::sgemm::available;
     use crate::kernels::splitmix64;
     use crate::par::with_threads;
 
@@ -389,13 +399,13 @@ mod tests {
     }
 
     /// Within the one-level bound: each of the (at most four) products in a quadrant of `C`
-    /// sums `k/2` terms of operands at most twice as large, in blocks of `KC`, plus the
+    /// sums `k/2` terms of operands at most twice as large, in blocks of `KC_SPLIT`, plus the
     /// additions into `C` (entries of `A` and `B` lie in [−0.5, 0.5]). A product left out,
     /// or added with the wrong sign, is off by about the size of `C` itself (≈ 0.1·√k).
     fn assert_close(got: &[f32], want: &[f64], k: usize, what: &str) {
         assert_eq!(got.len(), want.len());
         let hk = k / 2;
-        let terms = hk.min(KC) + hk.div_ceil(KC) + 4;
+        let terms = hk.min(KC_SPLIT) + hk.div_ceil(KC_SPLIT) + 4;
         let tol = 4.0 * terms as f64 * f32::EPSILON as f64 / 2.0 * hk as f64;
         for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
             assert!(
@@ -405,12 +415,12 @@ mod tests {
         }
     }
 
-    /// Shapes that split, around the micro-tile (8 × 48), `KC` (a half of 514 is 257) and
+    /// Shapes that split, around the micro-tile (8 × 48), `KC_SPLIT` (a half of 770 is 385) and
     /// the packed panels of `gᵀ` (a half width of 400 ≥ 384 columns).
     const SHAPES: [(usize, usize, usize); 5] = [
         (2, 2, 32),
         (18, 98, 64),
-        (34, 514, 96),
+        (34, 770, 96),
         (66, 40, 160),
         (402, 300, 800),
     ];
