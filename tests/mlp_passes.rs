@@ -381,10 +381,11 @@ fn split_passes(own_gemm: bool, min_width: usize, threads: usize) -> Vec<Vec<f32
     })
 }
 
-/// The first layer's products as Strassen's 7 (every width here: 32 columns for a gradient,
-/// 96 for the block) agree with faer and with the 8-product own GEMM up to f32 rounding, run
-/// (their bits differ from the 8-product ones), and give the same bits at 1, 2, 3 and 8
-/// threads.
+/// The first layer's products as Strassen's 7 (from 32 columns: a single direction's products
+/// and the block's 96) agree with faer and with the 8-product own GEMM up to f32 rounding, run
+/// where they should (the curvature products' bits differ from the 8-product ones; the
+/// gradient's, over all 300 examples, more than a physical batch, do not), and give the same
+/// bits at 1, 2, 3 and 8 threads.
 #[test]
 fn strassen_first_layer_agrees_and_is_bit_identical_across_threads() {
     if kernel_path() != KernelPath::Avx512 {
@@ -403,8 +404,12 @@ fn strassen_first_layer_agrees_and_is_bit_identical_across_threads() {
     }
     let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
     assert!(
-        bits(&split[1]) != bits(&plain[1]) && bits(&split[2]) != bits(&plain[2]),
-        "the split products gave the 8-product bits: they did not run"
+        bits(&split[2]) != bits(&plain[2]) && bits(&split[3]) != bits(&plain[3]),
+        "the curvature products gave the 8-product bits: they did not split"
+    );
+    assert!(
+        bits(&split[1]) == bits(&plain[1]),
+        "the gradient over more examples than a physical batch split"
     );
     for t in [2, 3, 8] {
         let r = split_passes(true, 32, t);

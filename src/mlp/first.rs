@@ -28,14 +28,23 @@ pub(super) enum FirstLayer {
         x: Option<kernels::sgemm::PackedB>,
         /// `Wᵀ` or the stacked `Vᵀ` of the current call.
         w: kernels::sgemm::PackedB,
-        /// Products at least this wide run as Strassen's 7 half-size products
-        /// ([`NetConfig::strassen_min_width`]).
+        /// Products at least this wide, over at most `max_rows` examples (a physical batch of
+        /// the curvature products), run as Strassen's 7 half-size products
+        /// ([`NetConfig::strassen_min_width`]). A gradient over more examples than a batch
+        /// does not: its quadrant sums would be a second copy of them all.
         min_width: usize,
+        max_rows: usize,
         /// The quadrant sums of `X` for each row range (physical batch) that has needed them.
         split: Vec<((usize, usize), kernels::strassen::SplitX)>,
         /// The Strassen operands packed from `Wᵀ` or the stacked `Vᵀ` of the current call.
         w_split: Vec<kernels::sgemm::PackedB>,
     },
+}
+
+/// Whether a product over `rows` examples with `m` output columns runs as Strassen's.
+#[cfg(target_arch = "x86_64")]
+fn splits((min_width, max_rows): (usize, usize), rows: usize, d: usize, m: usize) -> bool {
+    m >= min_width && rows <= max_rows && kernels::strassen::applies(rows, d, m)
 }
 
 /// The quadrant sums of the examples `r0 .. r0 + rows` of `x` (`d` columns), formed on first
@@ -71,6 +80,7 @@ impl FirstLayer {
                 x: None,
                 w: Default::default(),
                 min_width: cfg.strassen_min_width,
+                max_rows: cfg.chunk_rows.div_ceil(cfg.row_block).max(1) * cfg.row_block,
                 split: Vec::new(),
                 w_split: Vec::new(),
             };
@@ -119,10 +129,11 @@ impl FirstLayer {
             #[cfg(target_arch = "x86_64")]
             FirstLayer::Own {
                 min_width,
+                max_rows,
                 split,
                 w_split,
                 ..
-            } if m >= *min_width && kernels::strassen::applies(rows, d, m) => {
+            } if splits((*min_width, *max_rows), rows, d, m) => {
                 let sx = split_of(split, par, kernels::cast_f32(&data.x), (r0, rows), d);
                 let wf = kernels::cast_f32(w);
                 if !same_w {
@@ -170,8 +181,11 @@ impl FirstLayer {
             }
             #[cfg(target_arch = "x86_64")]
             FirstLayer::Own {
-                min_width, split, ..
-            } if m >= *min_width && kernels::strassen::applies(rows, d, m) => {
+                min_width,
+                max_rows,
+                split,
+                ..
+            } if splits((*min_width, *max_rows), rows, d, m) => {
                 let sx = split_of(split, par, kernels::cast_f32(&data.x), (r0, rows), d);
                 let (g, c) = (kernels::cast_f32(g), kernels::cast_f32_mut(c));
                 kernels::strassen::transposed_times(par, g, m, sx, c, accum == Accum::Add);
