@@ -422,6 +422,41 @@ fn strassen_first_layer_agrees_and_is_bit_identical_across_threads() {
     }
 }
 
+/// `first_layer_splits` says which curvature products split: from `strassen_min_width`
+/// columns, with the own GEMM, where every physical batch has an even number of examples.
+#[test]
+fn first_layer_splits_names_the_split_products() {
+    if kernel_path() != KernelPath::Avx512 {
+        eprintln!("skipped: the own GEMM needs the AVX-512 path");
+        return;
+    }
+    let s = MlpSpec::new(38, &[32, 17], 10, Activation::Tanh).unwrap();
+    let net = |n: usize, chunk_rows: usize, own_gemm: bool| {
+        let (x, y) = problem(n, 38, 10, 5);
+        let xf: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+        let cfg = NetConfig {
+            row_block: 32,
+            chunk_rows,
+            own_gemm,
+            strassen_min_width: 64,
+            ..NetConfig::default()
+        };
+        Net::new(&s, Loss::Mse, Data::new(xf, y, 38, 10), cfg)
+    };
+    let even = net(300, 128, true);
+    assert!(
+        !even.first_layer_splits(1),
+        "32 columns are under the minimum of 64"
+    );
+    assert!(even.first_layer_splits(2) && even.first_layer_splits(3));
+    assert!(
+        !net(300, 128, false).first_layer_splits(3),
+        "faer never splits"
+    );
+    // Batches of 128, 128 and 45 examples: the last one does not split.
+    assert!(!net(301, 128, true).first_layer_splits(3));
+}
+
 /// The 29-21-19-6 tanh net of the own-GEMM comparisons with faer, in f32, on 150 examples
 /// (seed `seed`): `(spec, x, labels, parameters)`.
 fn own_gemm_case(seed: u64) -> (MlpSpec, Vec<f32>, Vec<u8>, Vec<f32>) {

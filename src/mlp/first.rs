@@ -98,6 +98,22 @@ impl FirstLayer {
         }
     }
 
+    /// Whether a product over `rows` examples with `m` output columns runs as Strassen's.
+    pub(super) fn splits(&self, rows: usize, d: usize, m: usize) -> bool {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            FirstLayer::Own {
+                min_width,
+                max_rows,
+                ..
+            } => splits((*min_width, *max_rows), rows, d, m),
+            _ => {
+                let _ = (rows, d, m);
+                false
+            }
+        }
+    }
+
     /// `C = X_rows·Wᵀ` for the examples `r0 .. r0 + rows` of the data and `W` of `m × d`; `C`
     /// is `rows × m`. Bands of [`BAND`] rows, one task each.
     ///

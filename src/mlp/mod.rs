@@ -510,6 +510,15 @@ impl<T: Real> Net<T> {
     pub fn first_layer_gemm(&self) -> &'static str {
         self.first.name()
     }
+    /// Whether a curvature product for `b` directions runs the first layer's products over
+    /// every physical batch as Strassen's 7 ([`NetConfig::strassen_min_width`]).
+    pub fn first_layer_splits(&self, b: usize) -> bool {
+        let (n, d, m) = (self.data.n, self.data.d, b * self.dims[1]);
+        let chunk = self.chunk_len();
+        (0..n)
+            .step_by(chunk.max(1))
+            .all(|r0| self.first.splits(chunk.min(n - r0), d, m))
+    }
     pub fn config(&self) -> NetConfig {
         self.cfg
     }
