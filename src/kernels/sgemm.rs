@@ -80,12 +80,17 @@ impl From<Operand> for Pair {
 /// One destination of a product: `C` at `c` (row stride `ldc`, unit column stride). With
 /// `add` the product is added to (`neg`: subtracted from) the old value, block of [`KC`] by
 /// block; without, the first block overwrites it (with the negated sum when `neg`).
+///
+/// `after` (a second destination only, behind a first one without `add`): written once,
+/// after the last block, from the first destination's final value (the whole product)
+/// instead of block by block.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Out {
     pub(super) c: *mut f32,
     pub(super) ldc: usize,
     pub(super) add: bool,
     pub(super) neg: bool,
+    pub(super) after: bool,
 }
 
 impl Out {
@@ -259,6 +264,7 @@ pub(super) unsafe fn sgemm_packed(
     debug_assert!(a2.is_none() || (a.rs == 1 && a2.is_some_and(|(o, _)| o.rs == 1)));
     debug_assert!(a2.is_none() || m.is_multiple_of(MR));
     debug_assert!((1..=2).contains(&outs.len()));
+    debug_assert!(!outs[0].after && outs.iter().all(|o| !o.after || !outs[0].add));
     debug_assert!((1..=KC_MAX).contains(&kcb));
     debug_assert!(k0 + kk <= b.k && jp0 + np <= b.panels());
     if m == 0 || np == 0 {
@@ -286,14 +292,17 @@ pub(super) unsafe fn sgemm_packed(
             let kn = kcb.min(kk - p0 - kc);
             let lines = kn * NR / 16;
             let share = lines.div_ceil(m.div_ceil(MR));
+            let last = p0 + kc == kk;
             let mut dst = [outs[0]; 2];
-            for (d, o) in dst.iter_mut().zip(outs) {
-                *d = Out {
-                    add: o.add || p0 > 0,
+            let mut nd = 0;
+            for o in outs.iter().filter(|o| last || !o.after) {
+                dst[nd] = Out {
+                    add: o.add || (p0 > 0 && !o.after),
                     ..*o
                 };
+                nd += 1;
             }
-            let dst = &dst[..outs.len()];
+            let dst = &dst[..nd];
             // Column-major `A` with a long column (the sums of a block of directions) is
             // copied panel by panel into a contiguous buffer, which the group's micro-panels
             // then share (see PACK_A_STRIDE); so is a sum of two.
@@ -451,9 +460,12 @@ unsafe fn micro<const NV: usize, const ACOL: bool>(
             b = b.add(NR);
         }
     }
-    for o in t.outs {
-        for (r, row) in acc.iter().enumerate().take(t.rows) {
-            for (v, &x) in row.iter().enumerate() {
+    for (r, row) in acc.iter().enumerate().take(t.rows) {
+        for (v, &sum) in row.iter().enumerate() {
+            // The value just stored to the previous destination (for an `after` one).
+            let mut stored = sum;
+            for o in t.outs {
+                let x = if o.after { stored } else { sum };
                 let c = o.c.add(r * o.ldc + 16 * v);
                 let x = match (o.add, o.neg) {
                     (false, false) => x,
@@ -462,6 +474,7 @@ unsafe fn micro<const NV: usize, const ACOL: bool>(
                     (true, true) => _mm512_sub_ps(_mm512_maskz_loadu_ps(mask[v], c), x),
                 };
                 _mm512_mask_storeu_ps(c, mask[v], x);
+                stored = x;
             }
         }
     }
@@ -576,6 +589,7 @@ pub fn times_packed(a: &[f32], rows: usize, b: &PackedB, c: &mut [f32], add: boo
         ldc: n,
         add,
         neg: false,
+        after: false,
     };
     unsafe { sgemm_packed(rows, a.into(), b, (0, k), (0, b.panels()), KC, &[out]) }
 }
@@ -705,6 +719,7 @@ pub fn transposed_times(
                 ldc: n,
                 add,
                 neg: false,
+                after: false,
             };
             sgemm_packed(
                 rt.min(m - i0),

@@ -237,7 +237,9 @@ pub fn pack_right(par: Par, w: &[f32], m: usize, d: usize, out: &mut Vec<PackedB
 }
 
 /// The destinations of product `p` in a `C` at `c` (row stride `ldc`) cut into quadrants of
-/// `qr × qc`, the first writer of each quadrant adding (or not) as `add` says.
+/// `qr × qc`, the first writer of each quadrant adding (or not) as `add` says. Where the
+/// first destination starts from nothing, the second is written once, from its final value
+/// (`Out::after`), rather than after every block of the inner dimension.
 ///
 /// # Safety
 /// `c` holds `2·qr` rows of `ldc ≥ 2·qc` elements.
@@ -247,18 +249,21 @@ unsafe fn outs(p: usize, c: *mut f32, ldc: usize, (qr, qc): (usize, usize), add:
             .iter()
             .any(|e| e.outs.iter().any(|o| o.0 == q))
     };
+    let first = PRODUCTS[p].outs[0];
     let mut out = [Out {
         c,
         ldc,
         add,
         neg: false,
+        after: false,
     }; 2];
-    for (o, &(q, neg)) in out.iter_mut().zip(PRODUCTS[p].outs) {
+    for (k, (o, &(q, neg))) in out.iter_mut().zip(PRODUCTS[p].outs).enumerate() {
         *o = Out {
             c: c.add(q.0 * qr * ldc + q.1 * qc),
             ldc,
             add: add || written(q),
             neg,
+            after: k == 1 && !first.1 && !(add || written(first.0)),
         };
     }
     out
