@@ -1,5 +1,6 @@
 //! Phase timings of the gradient and of HVP blocks at the Figure-1 shape (synthetic data):
-//! `cargo run --release --example phases -- [threads] [width] [input_dim] [row_block] [gemm] [pairs]`,
+//! `cargo run --release --example phases -- [threads] [width] [input_dim] [row_block] [gemm] [pairs]
+//! [strassen_min_width]`,
 //! `gemm` = `own` (default) or `faer` for the first layer's products. With `pairs` > 0 it then
 //! times that many interleaved pairs of a single product and a block of 4 (the order alternates
 //! from pair to pair) and prints the median per-pair ratio of the block's time per direction to
@@ -25,6 +26,11 @@ fn main() {
     let pairs: usize = std::env::args()
         .nth(6)
         .map_or(0, |a| a.parse().expect("pairs: a number"));
+    let min_width: usize = std::env::args()
+        .nth(7)
+        .map_or(NetConfig::default().strassen_min_width, |a| {
+            a.parse().expect("strassen_min_width: a number")
+        });
     let own_gemm = match std::env::args().nth(5).as_deref() {
         None | Some("own") => true,
         Some("faer") => false,
@@ -41,6 +47,7 @@ fn main() {
             NetConfig {
                 row_block: rb,
                 own_gemm,
+                strassen_min_width: min_width,
                 ..NetConfig::default()
             },
         );
