@@ -70,3 +70,39 @@ pub use act::{act_d3_f64, act_f64, act_ref, gelu_f32, softplus_f32, tanh_act_f32
 pub use elementwise::{add_bias, bias_act, bwd_act, col_sums, rbwd_act, rfwd_act};
 pub use path::{kernel_path, try_kernel_path, KernelPath, KernelPathError, KERNEL_ENV};
 pub use special::{erf, erfc, tanh_f32};
+
+/// Operands and f64 references for the GEMM tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::splitmix64;
+
+    /// `len` values in [−0.5, 0.5) from seed `seed`.
+    pub(crate) fn values(len: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed;
+        (0..len)
+            .map(|_| (splitmix64(&mut s) >> 40) as f32 / (1u64 << 24) as f32 - 0.5)
+            .collect()
+    }
+
+    /// `Σ_p A(i, p)·B(p, j)` in f64 and `Σ_p |A(i, p)·B(p, j)|` (the error scale).
+    pub(crate) fn reference(
+        m: usize,
+        n: usize,
+        k: usize,
+        a: impl Fn(usize, usize) -> f32,
+        b: impl Fn(usize, usize) -> f32,
+    ) -> (Vec<f64>, Vec<f64>) {
+        let mut c = vec![0f64; m * n];
+        let mut scale = vec![0f64; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                for p in 0..k {
+                    let t = a(i, p) as f64 * b(p, j) as f64;
+                    c[i * n + j] += t;
+                    scale[i * n + j] += t.abs();
+                }
+            }
+        }
+        (c, scale)
+    }
+}

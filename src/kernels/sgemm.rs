@@ -743,37 +743,8 @@ unsafe impl Sync for SyncPtr {}
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::splitmix64;
+    use crate::kernels::testing::{reference, values};
     use crate::par::with_threads;
-
-    fn values(len: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed;
-        (0..len)
-            .map(|_| (splitmix64(&mut s) >> 40) as f32 / (1u64 << 24) as f32 - 0.5)
-            .collect()
-    }
-
-    /// `Σ_p A(i, p)·B(p, j)` in f64 and `Σ_p |A(i, p)·B(p, j)|` (the error scale).
-    fn reference(
-        m: usize,
-        n: usize,
-        k: usize,
-        a: impl Fn(usize, usize) -> f32,
-        b: impl Fn(usize, usize) -> f32,
-    ) -> (Vec<f64>, Vec<f64>) {
-        let mut c = vec![0f64; m * n];
-        let mut scale = vec![0f64; m * n];
-        for i in 0..m {
-            for j in 0..n {
-                for p in 0..k {
-                    let t = a(i, p) as f64 * b(p, j) as f64;
-                    c[i * n + j] += t;
-                    scale[i * n + j] += t.abs();
-                }
-            }
-        }
-        (c, scale)
-    }
 
     /// The two-level f32 sum of `k` products (blocks of `KC` summed, then added in order) is
     /// within `(min(k, KC) + ⌈k/KC⌉ + 1)·u` (u = 2⁻²⁴) of the sum of their magnitudes; a lost or

@@ -375,33 +375,8 @@ pub fn transposed_times(par: Par, g: &[f32], m: usize, sx: &SplitX, c: &mut [f32
 mod tests {
     use super::*;
     use crate::kernels::sgemm::available;
-    use crate::kernels::splitmix64;
+    use crate::kernels::testing::{reference, values};
     use crate::par::with_threads;
-
-    fn values(len: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed;
-        (0..len)
-            .map(|_| (splitmix64(&mut s) >> 40) as f32 / (1u64 << 24) as f32 - 0.5)
-            .collect()
-    }
-
-    /// `C = A·B` in f64 for `A`: `m × k`, `B`: `k × n` given elementwise.
-    fn reference(
-        (m, n, k): (usize, usize, usize),
-        a: impl Fn(usize, usize) -> f32,
-        b: impl Fn(usize, usize) -> f32,
-    ) -> Vec<f64> {
-        let mut c = vec![0f64; m * n];
-        for i in 0..m {
-            for p in 0..k {
-                let ap = a(i, p) as f64;
-                for j in 0..n {
-                    c[i * n + j] += ap * b(p, j) as f64;
-                }
-            }
-        }
-        c
-    }
 
     /// Within the one-level bound: each of the (at most four) products in a quadrant of `C`
     /// sums `k/2` terms of operands at most twice as large, in blocks of `KC_SPLIT`, plus the
@@ -446,12 +421,12 @@ mod tests {
             pack_right(Par::Seq, &w, m, d, &mut packs);
             let mut c = vec![f32::NAN; rows * m];
             rows_times(Par::Seq, &sx, &packs, &mut c, 16);
-            let want = reference((rows, m, d), |i, p| x[i * d + p], |p, j| w[j * d + p]);
+            let (want, _) = reference(rows, m, d, |i, p| x[i * d + p], |p, j| w[j * d + p]);
             assert_close(&c, &want, d, &format!("X·Wᵀ {rows}×{d}, width {m}"));
 
             let mut s = vec![f32::NAN; m * d];
             transposed_times(Par::Seq, &g, m, &sx, &mut s, false);
-            let want = reference((m, d, rows), |i, p| g[p * m + i], |p, j| x[p * d + j]);
+            let (want, _) = reference(m, d, rows, |i, p| g[p * m + i], |p, j| x[p * d + j]);
             assert_close(&s, &want, rows, &format!("gᵀ·X {rows}×{d}, width {m}"));
             transposed_times(Par::Seq, &g, m, &sx, &mut s, true);
             let twice: Vec<f64> = want.iter().map(|v| 2.0 * v).collect();
