@@ -1,5 +1,6 @@
 //! The `eosbench` binary: parse, run, and turn the result into an exit code (0 success,
-//! 1 runtime error or failed check, 2 usage error as reported by clap).
+//! 1 runtime error or failed check, 2 usage error as reported by clap, 130 a training run
+//! stopped by a signal after writing its files).
 
 use std::process::ExitCode;
 
@@ -16,7 +17,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
-            ExitCode::FAILURE
+            ExitCode::from(e.exit_code())
         }
     }
 }

@@ -707,3 +707,77 @@ fn train_rejects_step_sizes_that_are_not_positive() {
         assert_contains(&err, &["--lr"]);
     }
 }
+
+/// A signal (SIGINT as from Ctrl-C, or SIGTERM as from a scheduler) ends a training run after
+/// its current step: the tables, run.json (with the stop), the figure and the final
+/// checkpoint are all written, and the exit status is 130.
+#[test]
+fn a_signal_stops_training_with_its_files_complete() {
+    let scratch = ScratchDir::new("train-signal").unwrap();
+    let root = scratch.path.to_str().unwrap();
+    for (signal, id) in [("-INT", "int"), ("-TERM", "term")] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_eosbench"))
+            .args([
+                "--json",
+                "train",
+                "--lr",
+                "0.1",
+                "--max-steps",
+                "100000000",
+                "--acc-goal",
+                "1",
+            ])
+            .args(["--widths", "16", "--input-dim", "10", "--classes", "3"])
+            .args(["--dataset", "synthetic-90", "--eig-every", "50", "-k", "1"])
+            .args(["--results", root, "--experiment", "sig", "--run-id", id])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let dir = scratch.path.join("sig").join(id);
+        // Wait until the run is well under way (a few hundred steps written).
+        let t0 = std::time::Instant::now();
+        while std::fs::read_to_string(dir.join("steps.csv")).map_or(0, |s| s.lines().count()) < 300
+        {
+            assert!(t0.elapsed().as_secs() < 60, "the run did not start");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let pid = child.id().to_string();
+        assert!(Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .unwrap()
+            .success());
+        // The run has millions of steps left: it must stop because of the signal.
+        let t1 = std::time::Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if t1.elapsed().as_secs() > 30 {
+                child.kill().unwrap();
+                panic!("{signal} did not stop the run");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(130),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_contains(&err, &["interrupted by a signal", "complete"]);
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["outcome"]["stop"], "interrupted", "{v}");
+        let last = v["outcome"]["steps"].as_u64().unwrap() as usize;
+        let steps = csv_rows(&dir.join("steps.csv"));
+        assert_eq!(
+            steps.len(),
+            last + 2,
+            "a header and one row per step 0..={last}"
+        );
+        let rj: Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("run.json")).unwrap()).unwrap();
+        assert_eq!(rj["outcome"], v["outcome"]);
+        assert!(dir.join("figure.svg").is_file() && dir.join("final.safetensors").is_file());
+    }
+}

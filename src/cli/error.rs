@@ -30,6 +30,13 @@ pub enum CliError {
         source: crate::train::TrainError,
     },
 
+    /// A signal (Ctrl-C, SIGTERM, SIGHUP) stopped a run after a step; its files are complete.
+    #[error(
+        "interrupted by a signal at step {step}; the run's files are complete up to that step \
+         in {run_dir}"
+    )]
+    Interrupted { run_dir: PathBuf, step: usize },
+
     /// The network's input width differs from the dataset's feature count.
     #[error(
         "the network {spec} takes inputs of dimension {input_dim}, but dataset '{dataset}' has \
@@ -89,4 +96,15 @@ pub enum CliError {
     /// Writing the result to stdout failed (closed pipe, full disk).
     #[error("cannot write the output: {0}")]
     Output(#[source] std::io::Error),
+}
+
+impl CliError {
+    /// The process exit status for this error: 130 (128 + SIGINT, as shells report it) for an
+    /// interrupted run, 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Interrupted { .. } => 130,
+            _ => 1,
+        }
+    }
 }

@@ -7,6 +7,8 @@
 //! end.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Once;
 use std::time::Instant;
 
 use clap::Args;
@@ -135,6 +137,28 @@ pub fn train(args: &TrainArgs, ctx: &Context) -> Result<Output, CliError> {
     }
 }
 
+/// Set by the first Ctrl-C (or SIGTERM, SIGHUP) during a run: the run stops after its current
+/// step and writes its files. A second signal exits at once (status 130).
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Routes the termination signals to [`INTERRUPTED`], once per process. Without a handler
+/// (another one was set first) a signal kills the run as before; the tables written so far
+/// stay valid.
+fn catch_signals() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let set = ctrlc::set_handler(|| {
+            if INTERRUPTED.swap(true, Ordering::SeqCst) {
+                std::process::exit(130);
+            }
+        });
+        if let Err(e) = set {
+            eprintln!("warning: Ctrl-C will not save the run's files ({e})");
+        }
+    });
+    INTERRUPTED.store(false, Ordering::SeqCst);
+}
+
 /// Streams the records to the run's tables, keeps the curves for the figure, shows progress.
 struct RunFiles {
     steps: CsvWriter,
@@ -184,6 +208,10 @@ impl Observer for RunFiles {
             self.sharpness.push((r.step as f64, top));
         }
         Ok(())
+    }
+
+    fn interrupted(&self) -> bool {
+        INTERRUPTED.load(Ordering::SeqCst)
     }
 }
 
@@ -275,6 +303,7 @@ fn run<T: Real>(args: &TrainArgs, ctx: &Context) -> Result<Output, CliError> {
         sharpness: Vec::new(),
         bar: progress::bar(args.max_steps as u64, "train"),
     };
+    catch_signals();
     let t0 = Instant::now();
     let tracked = (args.eig_every > 0).then_some(&tracking);
     let result = gradient_descent(&mut net, params.data, &gd, tracked, ctx.par, &mut files);
@@ -330,6 +359,7 @@ fn run<T: Real>(args: &TrainArgs, ctx: &Context) -> Result<Output, CliError> {
         StopReason::LossGoal => format!("train loss < {}", args.loss_goal.unwrap_or(f64::NAN)),
         StopReason::MaxSteps => format!("step cap {}", args.max_steps),
         StopReason::Diverged => "diverged (a non-finite loss, gradient or product)".to_string(),
+        StopReason::Interrupted => "interrupted by a signal".to_string(),
     };
     let last_sharp = files.sharpness.last().copied();
     let text = key_values(&[
@@ -384,7 +414,14 @@ fn run<T: Real>(args: &TrainArgs, ctx: &Context) -> Result<Output, CliError> {
         "run_dir": dir.path(), "config": config, "outcome": outcome,
         "threads": ctx.threads, "kernel_path": ctx.kernel_path,
     });
-    Ok(Output::ok(text, json))
+    let mut output = Output::ok(text, json);
+    if o.stop == StopReason::Interrupted {
+        output.failure = Some(CliError::Interrupted {
+            run_dir: dir.path().to_path_buf(),
+            step: o.last.step,
+        });
+    }
+    Ok(output)
 }
 
 #[cfg(test)]

@@ -87,6 +87,11 @@ pub trait Observer {
     fn step(&mut self, rec: &StepRecord) -> std::io::Result<()>;
     /// Called for each eigenvalue estimate.
     fn eigs(&mut self, rec: &EigRecord) -> std::io::Result<()>;
+    /// Asked once per step, before the update: whether the run should stop here (a signal
+    /// from the user, say). The step's records are delivered either way.
+    fn interrupted(&self) -> bool {
+        false
+    }
 }
 
 /// Why a run stopped.
@@ -101,6 +106,8 @@ pub enum StopReason {
     MaxSteps,
     /// The loss, the gradient or a curvature product is not finite: gradient descent diverged.
     Diverged,
+    /// The observer asked to stop ([`Observer::interrupted`]).
+    Interrupted,
 }
 
 impl StopReason {
@@ -110,6 +117,7 @@ impl StopReason {
             StopReason::LossGoal => "loss-goal",
             StopReason::MaxSteps => "max-steps",
             StopReason::Diverged => "diverged",
+            StopReason::Interrupted => "interrupted",
         }
     }
 }
@@ -213,6 +221,8 @@ pub fn gradient_descent<T: Real>(
             Some(StopReason::LossGoal)
         } else if step >= gd.max_steps {
             Some(StopReason::MaxSteps)
+        } else if obs.interrupted() {
+            Some(StopReason::Interrupted)
         } else {
             None
         };

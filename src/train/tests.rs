@@ -288,6 +288,35 @@ fn an_observer_error_ends_the_run_after_the_records_before_it() {
 }
 
 #[test]
+fn an_interrupt_stops_the_run_at_that_step_without_an_update() {
+    struct StopAfter(usize, Recorder);
+    impl Observer for StopAfter {
+        fn step(&mut self, rec: &StepRecord) -> std::io::Result<()> {
+            self.1.step(rec)
+        }
+        fn eigs(&mut self, rec: &EigRecord) -> std::io::Result<()> {
+            self.1.eigs(rec)
+        }
+        fn interrupted(&self) -> bool {
+            self.1.steps.len() >= self.0
+        }
+    }
+    let (mut net, p0) = tanh_net::<f64>();
+    let mut obs = StopAfter(3, Recorder::default());
+    let cfg = gd(0.1, 10);
+    let out = gradient_descent(&mut net, p0.clone(), &cfg, None, Par::Seq, &mut obs).unwrap();
+    assert_eq!(out.stop, StopReason::Interrupted);
+    let steps: Vec<usize> = obs.1.steps.iter().map(|r| r.step).collect();
+    assert_eq!(steps, [0, 1, 2, 3]);
+    // The parameters are those of the last record: the same as a run capped at step 3.
+    let (mut twin, _) = tanh_net::<f64>();
+    let mut rec = Recorder::default();
+    let capped = gradient_descent(&mut twin, p0, &gd(0.1, 3), None, Par::Seq, &mut rec).unwrap();
+    assert_eq!(out.params, capped.params);
+    assert_eq!(out.last, obs.1.steps[3]);
+}
+
+#[test]
 fn invalid_settings_are_errors() {
     let (mut net, p0) = tanh_net::<f64>();
     for lr in [0.0, -1.0, f64::NAN, f64::INFINITY] {
