@@ -696,6 +696,38 @@ fn train_writes_a_complete_run_directory() {
     );
     let err = failed_with(&run(&["plot", r1, r2.to_str().unwrap()]), 1);
     assert_contains(&err, &["--out FILE"]);
+    // The sharpness axis names the operator tracked: the Hessian above, the Gauss–Newton
+    // matrix here; an overlay of both names neither.
+    assert_contains(&svg, &["sharpness (top Hessian eigenvalue)"]);
+    let mut args = vec![
+        "train",
+        "--lr",
+        "0.1",
+        "--max-steps",
+        "4",
+        "--curvature",
+        "ggn",
+    ];
+    args.extend(net);
+    args.extend(["--results", root, "--experiment", "fig", "--run-id", "r3"]);
+    succeeded(&run(&args));
+    let r3 = scratch.path.join("fig").join("r3");
+    let svg = std::fs::read_to_string(r3.join("figure.svg")).unwrap();
+    assert_contains(&svg, &["sharpness (top Gauss–Newton eigenvalue)"]);
+    assert!(
+        !svg.contains("Hessian"),
+        "a Gauss–Newton run's figure names the Hessian"
+    );
+    let mixed = scratch.path.join("mixed.svg");
+    succeeded(&run(&[
+        "plot",
+        r1,
+        r3.to_str().unwrap(),
+        "--out",
+        mixed.to_str().unwrap(),
+    ]));
+    let svg = std::fs::read_to_string(&mixed).unwrap();
+    assert_contains(&svg, &["top eigenvalue (Hessian or Gauss–Newton)"]);
     let err = failed_with(&run(&["plot", root]), 1);
     assert_contains(&err, &["run.json", "eosbench train"]);
 }

@@ -29,6 +29,7 @@ struct Run {
     dataset: String,
     loss_fn: String,
     lr: f64,
+    curvature: String,
     loss: Vec<(f64, f64)>,
     sharpness: Vec<(f64, f64)>,
 }
@@ -101,6 +102,8 @@ fn load(dir: &Path) -> Result<Run, CliError> {
         dataset: text("dataset")?,
         loss_fn: text("loss_fn")?,
         lr,
+        // (A run.json without it: the default, the Hessian.)
+        curvature: c["curvature"].as_str().unwrap_or("Hessian").to_string(),
         loss: columns(&dir.join("steps.csv"), "step", "train_loss")?,
         sharpness: if eigs.exists() {
             columns(&eigs, "step", "lambda_1")?
@@ -132,7 +135,7 @@ pub fn plot(args: &PlotArgs) -> Result<Output, CliError> {
         .collect();
     let curves: Vec<_> = runs
         .iter()
-        .map(|r| run_curves(r.lr, &r.loss, &r.sharpness))
+        .map(|r| run_curves(r.lr, &r.curvature, &r.loss, &r.sharpness))
         .collect();
     let title = figure_title(&keys);
     training_figure(&out, &title, &curves).map_err(CliError::Output)?;

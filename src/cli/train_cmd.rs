@@ -96,9 +96,11 @@ pub(super) fn figure_title(runs: &[(&str, &str, &str, f64)]) -> String {
     }
 }
 
-/// A run's curves for the figure, labelled by its step size, with its `2/η` line.
+/// A run's curves for the figure, labelled by its step size, with its `2/η` line; `curvature`
+/// as `run.json` records it (`"Hessian"`, `"GaussNewton"`).
 pub(super) fn run_curves<'a>(
     lr: f64,
+    curvature: &str,
     loss: &'a [(f64, f64)],
     sharpness: &'a [(f64, f64)],
 ) -> RunCurves<'a> {
@@ -107,6 +109,11 @@ pub(super) fn run_curves<'a>(
         loss,
         sharpness,
         threshold: Some(2.0 / lr),
+        curvature: if curvature == "GaussNewton" {
+            "Gauss–Newton"
+        } else {
+            "Hessian"
+        },
     }
 }
 
@@ -319,7 +326,12 @@ fn run<T: Real>(args: &TrainArgs, ctx: &Context) -> Result<Output, CliError> {
         args.lr,
     )]);
     let figure = dir.file("figure.svg").map_err(out)?;
-    let curves = run_curves(args.lr, &files.loss, &files.sharpness);
+    let curves = run_curves(
+        args.lr,
+        &format!("{curvature:?}"),
+        &files.loss,
+        &files.sharpness,
+    );
     training_figure(&figure, &title, &[curves]).map_err(out)?;
     let outcome = match &result {
         Ok(o) => json!({

@@ -20,6 +20,8 @@ pub struct RunCurves<'a> {
     pub sharpness: &'a [(f64, f64)],
     /// The stability threshold `2/η`, drawn dashed in the sharpness panel.
     pub threshold: Option<f64>,
+    /// Whose top eigenvalue `sharpness` is: `"Hessian"` or `"Gauss–Newton"`.
+    pub curvature: &'static str,
 }
 
 /// Run colors, in order (a run past the last reuses them).
@@ -116,9 +118,15 @@ fn draw(svg: &mut String, title: &str, runs: &[RunCurves<'_>]) -> DrawResult {
         .map(|p| p.1)
         .chain(thresholds)
         .fold(0.0, f64::max);
-    let y_desc = "sharpness (top Hessian eigenvalue)";
+    // The operator the runs tracked, named on the axis; runs of both share a neutral name.
+    let y_desc = match runs.first().map(|r| r.curvature) {
+        Some(c) if runs.iter().all(|r| r.curvature == c) => {
+            format!("sharpness (top {c} eigenvalue)")
+        }
+        _ => "top eigenvalue (Hessian or Gauss–Newton)".to_string(),
+    };
     let whole = |y: &f64| format!("{y:.0}");
-    let mut chart = panel(&bottom, (last, bottom_y * 1.15), y_desc, Some(&whole))?;
+    let mut chart = panel(&bottom, (last, bottom_y * 1.15), &y_desc, Some(&whole))?;
     for (i, (run, pts)) in runs.iter().zip(&sharp).enumerate() {
         let color = COLORS[i % COLORS.len()];
         chart.draw_series(LineSeries::new(pts.iter().copied(), color.stroke_width(2)))?;
