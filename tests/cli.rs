@@ -485,7 +485,7 @@ fn sharpness_finds_top_eigenvalues_and_saves_vectors() {
         vec_path.to_str().unwrap(),
     ]);
     let v = run_json(&args);
-    assert_eq!(v["status"], "Converged", "{v}");
+    assert_eq!(v["status"], "converged", "{v}");
     let vals: Vec<f64> = v["values"]
         .as_array()
         .unwrap()

@@ -186,9 +186,9 @@ fn run<T: Real>(args: &SharpnessArgs, ctx: &Context) -> Result<Output, CliError>
         save_vectors(path, &r.vectors, r.values.len(), p, gs)?;
     }
     let status = match r.status {
-        Status::Converged => "converged",
-        Status::MaxProducts => "max-products (best estimate)",
-        Status::Breakdown => "breakdown (invariant subspace)",
+        Status::Converged => "converged".to_string(),
+        Status::MaxProducts => format!("{} (best estimate)", r.status.name()),
+        Status::Breakdown => format!("{} (invariant subspace)", r.status.name()),
     };
     let mut text = key_values(&[
         ("dataset", format!("{} (n = {})", ds.name, ds.n)),
@@ -260,7 +260,7 @@ fn run<T: Real>(args: &SharpnessArgs, ctx: &Context) -> Result<Output, CliError>
         "model": source.to_json(), "loss_fn": args.net.data.loss.name(), "loss": ev.loss,
         "accuracy": ev.accuracy, "dtype": args.net.dtype.name(),
         "curvature": format!("{curv:?}"), "k": args.solver.k, "block": args.solver.block, "tol": args.solver.tol,
-        "values": r.values, "residuals": r.residuals, "status": format!("{:?}", r.status),
+        "values": r.values, "residuals": r.residuals, "status": r.status.name(),
         "products": r.products, "iterations": r.iterations, "restarts": r.restarts,
         "seconds": s.seconds, "product_seconds": s.product_seconds, "gradient_seconds": grad_s,
         "threads": ctx.threads, "kernel_path": ctx.kernel_path,

@@ -17,7 +17,6 @@ use serde_json::json;
 use super::args::{Dtype, LoadedNet, NetArgs};
 use super::sharpness_cmd::SolverArgs;
 use super::{key_values, progress, CliError, Context, Output};
-use crate::eig::Status;
 use crate::mlp::Curvature;
 use crate::model::{save_checkpoint, CheckpointMeta, Params};
 use crate::real::Real;
@@ -204,7 +203,7 @@ impl Observer for RunFiles {
             row.extend((0..self.k).map(|i| cell(r.values.get(i))));
             row.extend((0..self.k).map(|i| cell(r.residuals.get(i))));
             row.extend([
-                CsvField::from(status_name(r.status)),
+                CsvField::from(r.status.name()),
                 CsvField::from(r.products),
                 CsvField::from(r.iterations),
                 CsvField::from(r.seconds * 1e3),
@@ -228,14 +227,6 @@ fn short(x: f64) -> String {
         format!("{x:.6}")
     } else {
         format!("{x:.6e}")
-    }
-}
-
-fn status_name(s: Status) -> &'static str {
-    match s {
-        Status::Converged => "converged",
-        Status::MaxProducts => "max-products",
-        Status::Breakdown => "breakdown",
     }
 }
 

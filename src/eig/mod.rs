@@ -129,6 +129,17 @@ pub enum Status {
     Breakdown,
 }
 
+impl Status {
+    /// The name written to result files: `converged`, `max-products` or `breakdown`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Converged => "converged",
+            Status::MaxProducts => "max-products",
+            Status::Breakdown => "breakdown",
+        }
+    }
+}
+
 /// The computed eigenpairs with their evidence.
 #[derive(Clone, Debug)]
 pub struct EigResult {
