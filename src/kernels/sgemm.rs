@@ -542,21 +542,16 @@ pub fn rows_times(par: Par, a: &[f32], rows: usize, b: &PackedB, c: &mut [f32], 
         c.fill(0.0);
         return;
     }
-    let band = band_rows(band, rows, par.threads());
+    let band = band
+        .min(rows.div_ceil(par.threads()).div_ceil(MR) * MR)
+        .max(64.min(band))
+        .max(1);
     if n == 0 {
         return;
     }
     // Each band is one sequential product on its own rows of `A` and `C`.
     let run = |(a, c): (&[f32], &mut [f32])| times_packed(a, c.len() / n, b, c, false);
     par.each(a.chunks(band * k).zip(c.chunks_mut(band * n)), run);
-}
-
-/// The bands of [`rows_times`]: at most `band` rows, thinner (down to 64 rows, in whole
-/// micro-tiles) when `threads` would otherwise find fewer bands than threads.
-pub(super) fn band_rows(band: usize, rows: usize, threads: usize) -> usize {
-    band.min(rows.div_ceil(threads).div_ceil(MR) * MR)
-        .max(64.min(band))
-        .max(1)
 }
 
 /// `C (=|+=) A·B` on the calling thread for a row-major `A` of `rows × b.k()` and `C` of
@@ -618,7 +613,7 @@ const TILE_PANELS: usize = 8;
 /// medians of 9). An HVP at h = 400 on 2 threads took 80.0 ms per product against 85.8–87.0
 /// (phases example, alternating builds). At h = 200 and in the first layer's sums (64 panels)
 /// on 1, 2, 4, 8 and 16 threads the tiles are the same either way.
-pub(super) fn sum_tiles(m: usize, panels: usize, threads: usize) -> (usize, usize) {
+fn sum_tiles(m: usize, panels: usize, threads: usize) -> (usize, usize) {
     let row_panels = m.div_ceil(MR).max(1);
     let ct = panels.div_ceil(TILE_PANELS).max(1);
     if threads <= 1 {
@@ -641,8 +636,22 @@ pub(super) fn sum_tiles(m: usize, panels: usize, threads: usize) -> (usize, usiz
     (best.1 * MR, ct)
 }
 
+/// A tile of a sum's `C`: its first row, and its first column panel and number of panels.
+pub(super) type SumTile = (usize, (usize, usize));
+
+/// The tiles of a sum's `C` of `m` rows and `panels` column panels on `threads` threads
+/// ([`sum_tiles`]): the rows per row tile, and the tiles.
+pub(super) fn sum_tile_list(m: usize, panels: usize, threads: usize) -> (usize, Vec<SumTile>) {
+    let (rt, ct) = sum_tiles(m, panels, threads);
+    let tiles = (0..m)
+        .step_by(rt)
+        .flat_map(|i0| (0..ct).map(move |j| (i0, col_tile(j, panels, ct))))
+        .collect();
+    (rt, tiles)
+}
+
 /// Column tile `j` of `ct` over `panels` panels: its first panel and its number of panels.
-pub(super) fn col_tile(j: usize, panels: usize, ct: usize) -> (usize, usize) {
+fn col_tile(j: usize, panels: usize, ct: usize) -> (usize, usize) {
     let (first, end) = (j * panels / ct, (j + 1) * panels / ct);
     (first, end - first)
 }
@@ -696,11 +705,7 @@ pub fn transposed_times(
         return;
     }
     let panels = b.panels();
-    let (rt, ct) = sum_tiles(m, panels, par.threads());
-    let tiles: Vec<(usize, (usize, usize))> = (0..m)
-        .step_by(rt)
-        .flat_map(|i0| (0..ct).map(move |j| (i0, col_tile(j, panels, ct))))
-        .collect();
+    let (rt, tiles) = sum_tile_list(m, panels, par.threads());
     let cp = SyncPtr(c.as_mut_ptr());
     let run = |(i0, (jp, np)): (usize, (usize, usize))| {
         let a = Operand {

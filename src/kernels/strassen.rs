@@ -27,8 +27,7 @@
 //! [`sgemm`]: super::sgemm
 
 use super::sgemm::{
-    check_available, col_tile, sgemm_packed, sum_tiles, Operand, Out, PackedB, Pair, SyncPtr, MR,
-    NR,
+    check_available, sgemm_packed, sum_tile_list, Operand, Out, PackedB, Pair, SyncPtr, MR, NR,
 };
 use crate::par::Par;
 
@@ -100,6 +99,15 @@ const PRODUCTS: [Product; 7] = [
     },
 ];
 
+/// `term`'s operand: its quadrant, plus or minus the other one, each as `operand` gives it.
+fn pair(term: Term, operand: impl Fn(Quad) -> Operand) -> Pair {
+    let (q1, second) = term;
+    Pair {
+        first: operand(q1),
+        second: second.map(|(q2, neg)| (operand(q2), neg)),
+    }
+}
+
 /// Whether a product with `rows` examples, `d` inputs and `width` output columns splits:
 /// every dimension even, and the half width a whole number of 16-lane vectors (so that the
 /// sums of `gᵀ`'s 8-row panels and the halves of `C` have no partial tiles).
@@ -167,15 +175,10 @@ impl SplitX {
         let right = PRODUCTS
             .iter()
             .map(|p| {
-                let (q1, second) = p.b;
-                let pair = Pair {
-                    first: operand(q1),
-                    second: second.map(|(q2, neg)| (operand(q2), neg)),
-                };
                 let mut packed = PackedB::default();
                 // SAFETY: each quadrant operand reads rows `< hm` and columns `< hd` of its
                 // quadrant, inside `x` (`rows × d`, row stride `d`).
-                unsafe { packed.pack(par, hm, hd, pair) };
+                unsafe { packed.pack(par, hm, hd, pair(p.b, operand)) };
                 packed
             })
             .collect();
@@ -185,23 +188,6 @@ impl SplitX {
             left,
             right,
         }
-    }
-
-    /// Examples (rows of `X`).
-    pub fn rows(&self) -> usize {
-        self.rows
-    }
-
-    /// Inputs (columns of `X`).
-    pub fn d(&self) -> usize {
-        self.d
-    }
-
-    /// Bytes held.
-    pub fn bytes(&self) -> usize {
-        let hm_hd = (self.rows / 2) * (self.d / 2);
-        let packed: usize = self.right.iter().map(|p| p.panels() * p.k() * NR).sum();
-        4 * (self.left.len() * hm_hd + packed)
     }
 }
 
@@ -225,14 +211,9 @@ pub fn pack_right(par: Par, w: &[f32], m: usize, d: usize, out: &mut Vec<PackedB
     };
     out.resize_with(PRODUCTS.len(), PackedB::default);
     for (p, packed) in PRODUCTS.iter().zip(out.iter_mut()) {
-        let (q1, second) = p.b;
-        let pair = Pair {
-            first: operand(q1),
-            second: second.map(|(q2, neg)| (operand(q2), neg)),
-        };
         // SAFETY: each quadrant operand reads `B` rows `< hd` and columns `< hn` of its
         // quadrant: `w[(c·hn + j)·d + r·hd + p]` with `j < hn`, `p < hd`, inside `w`.
-        unsafe { packed.pack(par, hd, hn, pair) };
+        unsafe { packed.pack(par, hd, hn, pair(p.b, operand)) };
     }
 }
 
@@ -339,22 +320,13 @@ pub fn transposed_times(par: Par, g: &[f32], m: usize, sx: &SplitX, c: &mut [f32
         rs: 1,
         cs: m,
     };
-    let panels = sx.right[0].panels();
-    let (rt, ct) = sum_tiles(hn, panels, par.threads());
-    let tiles: Vec<(usize, (usize, usize))> = (0..hn)
-        .step_by(rt)
-        .flat_map(|i0| (0..ct).map(move |j| (i0, col_tile(j, panels, ct))))
-        .collect();
+    let (rt, tiles) = sum_tile_list(hn, sx.right[0].panels(), par.threads());
     let cp = SyncPtr(c.as_mut_ptr());
     for (i, (p, right)) in PRODUCTS.iter().zip(&sx.right).enumerate() {
         let cp = &cp;
         par.for_each(tiles.len(), |t| {
             let (i0, (jp, np)) = tiles[t];
-            let (q1, second) = p.a;
-            let a = Pair {
-                first: operand(q1, i0),
-                second: second.map(|(q2, neg)| (operand(q2, i0), neg)),
-            };
+            let a = pair(p.a, |q| operand(q, i0));
             // SAFETY: AVX-512F is present (checked above). `A`'s rows `i0 .. i0 + rt` (at
             // most `hn`, a multiple of 8 since `m % 32 == 0`) and columns `< hm` lie inside
             // `g`; the tile `(i0.., jp·NR..)` of two quadrants of `C` (`m × d`, checked) is
