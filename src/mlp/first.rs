@@ -41,12 +41,6 @@ pub(super) enum FirstLayer {
     },
 }
 
-/// Whether a product over `rows` examples with `m` output columns runs as Strassen's.
-#[cfg(target_arch = "x86_64")]
-fn splits((min_width, max_rows): (usize, usize), rows: usize, d: usize, m: usize) -> bool {
-    m >= min_width && rows <= max_rows && kernels::strassen::applies(rows, d, m)
-}
-
 /// The quadrant sums of the examples `r0 .. r0 + rows` of `x` (`d` columns), formed on first
 /// use and kept.
 #[cfg(target_arch = "x86_64")]
@@ -80,7 +74,7 @@ impl FirstLayer {
                 x: None,
                 w: Default::default(),
                 min_width: cfg.strassen_min_width,
-                max_rows: cfg.chunk_rows.div_ceil(cfg.row_block).max(1) * cfg.row_block,
+                max_rows: cfg.batch_rows(),
                 split: Vec::new(),
                 w_split: Vec::new(),
             };
@@ -106,7 +100,7 @@ impl FirstLayer {
                 min_width,
                 max_rows,
                 ..
-            } => splits((*min_width, *max_rows), rows, d, m),
+            } => m >= *min_width && rows <= *max_rows && kernels::strassen::applies(rows, d, m),
             _ => {
                 let _ = (rows, d, m);
                 false
@@ -133,6 +127,8 @@ impl FirstLayer {
     ) {
         let d = data.d;
         let x = rows_of(&data.x, r0, rows, d);
+        #[cfg(target_arch = "x86_64")]
+        let split = self.splits(rows, d, m);
         match self {
             FirstLayer::Faer => gemm_rows(
                 par,
@@ -144,13 +140,11 @@ impl FirstLayer {
             ),
             #[cfg(target_arch = "x86_64")]
             FirstLayer::Own {
-                min_width,
-                max_rows,
-                split,
+                split: sums,
                 w_split,
                 ..
-            } if splits((*min_width, *max_rows), rows, d, m) => {
-                let sx = split_of(split, par, kernels::cast_f32(&data.x), (r0, rows), d);
+            } if split => {
+                let sx = split_of(sums, par, kernels::cast_f32(&data.x), (r0, rows), d);
                 let wf = kernels::cast_f32(w);
                 if !same_w {
                     kernels::strassen::pack_right(par, wf, m, d, w_split);
@@ -185,6 +179,8 @@ impl FirstLayer {
         accum: Accum,
     ) {
         let d = data.d;
+        #[cfg(target_arch = "x86_64")]
+        let split = self.splits(rows, d, m);
         match self {
             FirstLayer::Faer => {
                 gemm_par(
@@ -196,13 +192,8 @@ impl FirstLayer {
                 );
             }
             #[cfg(target_arch = "x86_64")]
-            FirstLayer::Own {
-                min_width,
-                max_rows,
-                split,
-                ..
-            } if splits((*min_width, *max_rows), rows, d, m) => {
-                let sx = split_of(split, par, kernels::cast_f32(&data.x), (r0, rows), d);
+            FirstLayer::Own { split: sums, .. } if split => {
+                let sx = split_of(sums, par, kernels::cast_f32(&data.x), (r0, rows), d);
                 let (g, c) = (kernels::cast_f32(g), kernels::cast_f32_mut(c));
                 kernels::strassen::transposed_times(par, g, m, sx, c, accum == Accum::Add);
             }

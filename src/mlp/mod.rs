@@ -138,6 +138,14 @@ impl Default for NetConfig {
     }
 }
 
+impl NetConfig {
+    /// Examples per physical batch of the R-passes, `chunk_rows` rounded up to whole row
+    /// blocks (a data set with fewer examples has one batch of them all).
+    pub(crate) fn batch_rows(&self) -> usize {
+        self.chunk_rows.div_ceil(self.row_block).max(1) * self.row_block
+    }
+}
+
 /// Wall-clock seconds spent in each phase since the net was built (explicit timers, because
 /// faer's GEMM frames do not unwind in sampling profiles).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -756,8 +764,7 @@ impl<T: Real> Net<T> {
 
     /// Examples per physical batch of the R-passes: whole row blocks, at most `n`.
     fn chunk_len(&self) -> usize {
-        let rb = self.cfg.row_block;
-        (self.cfg.chunk_rows.div_ceil(rb).max(1) * rb).min(self.data.n.max(1))
+        self.cfg.batch_rows().min(self.data.n.max(1))
     }
 
     fn ensure_rworkspace(&mut self, b: usize) {
