@@ -186,7 +186,7 @@ fn run<T: Real>(args: &SharpnessArgs, ctx: &Context) -> Result<Output, CliError>
         save_vectors(path, &r.vectors, r.values.len(), p, gs)?;
     }
     let status = match r.status {
-        Status::Converged => "converged".to_string(),
+        Status::Converged => r.status.name().to_string(),
         Status::MaxProducts => format!("{} (best estimate)", r.status.name()),
         Status::Breakdown => format!("{} (invariant subspace)", r.status.name()),
     };
