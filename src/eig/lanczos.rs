@@ -9,6 +9,8 @@ use faer::{Col, Mat, MatRef};
 use rand_xoshiro::rand_core::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
+mod subspace;
+
 /// Kept directions of a block with `λ_min / λ_max` of its Gram below this get one more
 /// Gram–Schmidt round: after two passes their orthogonality to `Q` is only `ε·√(λ_max/λ_min)`.
 const WEAK_RATIO: f64 = 1e-8;
@@ -248,7 +250,7 @@ impl Solver {
     }
 
     /// Whether these buffers have the shape a problem of dimension `n` with `params` needs.
-    fn fits(&self, n: usize, params: &LanczosParams) -> bool {
+    pub(crate) fn fits(&self, n: usize, params: &LanczosParams) -> bool {
         self.n == n
             && self.k == params.k
             && self.b == params.block.min(n)
@@ -258,7 +260,7 @@ impl Solver {
 
     /// Readies fitting buffers for a new solve with `params`: counters, random stream and basis
     /// size start over. Every other buffer is written before it is read in a solve.
-    fn reset(&mut self, params: &LanczosParams) {
+    pub(crate) fn reset(&mut self, params: &LanczosParams) {
         self.prm = *params;
         self.m = 0;
         self.rng = Xoshiro256PlusPlus::seed_from_u64(params.seed);
@@ -287,53 +289,11 @@ impl Solver {
         let mut m0 = 0;
         let mut c = self.first_block(start)?;
         loop {
-            // 1. Products of the newest block Q[:, m0..m0+c].
-            tiles::gather_q(par, &self.tiles, &mut self.xbuf, n, m0, c);
-            op.apply(&self.xbuf[..n * c], &mut self.ybuf[..n * c], c);
-            self.products += c;
-            self.iterations += 1;
-
-            // 2. Column block of T = QᵀAQ, and ν = max_j ‖A q_j‖ over the new block.
+            // 1–3. Products of the newest block, the column block of T, Rayleigh–Ritz.
+            let nu = self.apply_block(op, m0, c)?;
             let ma = m0 + c;
-            tiles::store_and_project(par, &mut self.tiles, &self.ybuf, n, m0, c, &mut self.red);
-            let red = &self.red[..ma * c + c];
-            if red.iter().any(|v| !v.is_finite()) {
-                return Err(EigError::NonFiniteProduct {
-                    products: self.products,
-                });
-            }
-            let nu = red[ma * c..].iter().fold(0.0f64, |a, &v| a.max(v)).sqrt();
-            self.g1[..ma * c].copy_from_slice(&red[..ma * c]);
-            for j in 0..c {
-                for i in 0..m0 {
-                    let v = self.g1[i + j * ma];
-                    self.t[(i, m0 + j)] = v;
-                    self.t[(m0 + j, i)] = v;
-                }
-                for i in 0..c {
-                    self.t[(m0 + i, m0 + j)] =
-                        0.5 * (self.g1[(m0 + i) + j * ma] + self.g1[(m0 + j) + i * ma]);
-                }
-            }
-            self.m = ma;
-
-            // 3. Rayleigh–Ritz.
-            sym_eig(
-                self.t.as_ref().submatrix(0, 0, ma, ma),
-                &mut self.evals,
-                &mut self.evecs,
-                &mut self.evd_buf,
-            )?;
-            self.sort_ritz(ma);
+            let sigma = self.rayleigh_ritz(ma)?;
             let kk = k.min(ma);
-            for l in 0..kk {
-                let idx = self.order[l];
-                self.theta[l] = self.evals[idx];
-                for i in 0..ma {
-                    self.sk[i + l * ma] = self.evecs[(i, idx)];
-                }
-            }
-            let sigma = (0..ma).fold(0.0f64, |a, i| a.max(self.evals[i].abs()));
 
             // 4. First projection X = W_new − Q G1, with Qᵀ X and the Gram XᵀX. Since
             //    A Q = Q T + X E_newᵀ up to rounding, ‖X s_new,l‖ estimates the residual of pair l
@@ -386,26 +346,11 @@ impl Solver {
             let want = self.b.min(remaining).min(n - ma);
 
             // 6. Thick restart: keep the best Ritz vectors; the pending X stays valid.
-            let mut m = ma;
-            if ma + want > self.cap {
-                let keep = (k + (self.cap - want - k) / 2).min(ma);
-                for l in 0..keep {
-                    let idx = self.order[l];
-                    for i in 0..ma {
-                        self.skeep[i + l * ma] = self.evecs[(i, idx)];
-                    }
-                }
-                tiles::restart(par, &mut self.tiles, ma, keep, &self.skeep[..ma * keep]);
-                for j in 0..keep {
-                    for i in 0..keep {
-                        self.t[(i, j)] = 0.0;
-                    }
-                    self.t[(j, j)] = self.evals[self.order[j]];
-                }
-                m = keep;
-                self.m = keep;
-                self.restarts += 1;
-            }
+            let m = if ma + want > self.cap {
+                self.thick_restart(ma, want)
+            } else {
+                ma
+            };
 
             // 7. Normalize the kept residual directions (largest first), fill with random.
             let r_use = r.min(want);
@@ -434,6 +379,90 @@ impl Solver {
             }
             m0 = m;
         }
+    }
+
+    /// Steps 1–2 of an iteration: applies `op` to the newest block `Q[:, m0..m0+c]`, stores the
+    /// products in `W` and completes the column block `Qᵀ W_new` of `T` (symmetrized; kept in
+    /// `g1` for the first projection). Returns `ν = max_j ‖A q_j‖` over the new block.
+    fn apply_block(&mut self, op: &mut dyn SymOp, m0: usize, c: usize) -> Result<f64, EigError> {
+        let (n, par) = (self.n, self.prm.par);
+        tiles::gather_q(par, &self.tiles, &mut self.xbuf, n, m0, c);
+        op.apply(&self.xbuf[..n * c], &mut self.ybuf[..n * c], c);
+        self.products += c;
+        self.iterations += 1;
+        let ma = m0 + c;
+        tiles::store_and_project(par, &mut self.tiles, &self.ybuf, n, m0, c, &mut self.red);
+        let red = &self.red[..ma * c + c];
+        if red.iter().any(|v| !v.is_finite()) {
+            return Err(EigError::NonFiniteProduct {
+                products: self.products,
+            });
+        }
+        let nu = red[ma * c..].iter().fold(0.0f64, |a, &v| a.max(v)).sqrt();
+        self.g1[..ma * c].copy_from_slice(&red[..ma * c]);
+        for j in 0..c {
+            for i in 0..m0 {
+                let v = self.g1[i + j * ma];
+                self.t[(i, m0 + j)] = v;
+                self.t[(m0 + j, i)] = v;
+            }
+            for i in 0..c {
+                self.t[(m0 + i, m0 + j)] =
+                    0.5 * (self.g1[(m0 + i) + j * ma] + self.g1[(m0 + j) + i * ma]);
+            }
+        }
+        self.m = ma;
+        Ok(nu)
+    }
+
+    /// Step 3: Rayleigh–Ritz on `T[..ma, ..ma]`. Fills `order`, and `theta`/`sk` with the
+    /// `min(k, ma)` wanted pairs; returns `max_i |θᵢ|`.
+    fn rayleigh_ritz(&mut self, ma: usize) -> Result<f64, EigError> {
+        sym_eig(
+            self.t.as_ref().submatrix(0, 0, ma, ma),
+            &mut self.evals,
+            &mut self.evecs,
+            &mut self.evd_buf,
+        )?;
+        self.sort_ritz(ma);
+        for l in 0..self.k.min(ma) {
+            let idx = self.order[l];
+            self.theta[l] = self.evals[idx];
+            for i in 0..ma {
+                self.sk[i + l * ma] = self.evecs[(i, idx)];
+            }
+        }
+        Ok((0..ma).fold(0.0f64, |a, i| a.max(self.evals[i].abs())))
+    }
+
+    /// Thick restart before a block of `want` columns: the basis becomes the best
+    /// `k + (cap − want − k)/2` Ritz vectors of the `ma` columns (`Q ← Q S`, `W ← W S`,
+    /// `T ← Θ`), with no products. Returns the new basis size.
+    fn thick_restart(&mut self, ma: usize, want: usize) -> usize {
+        let k = self.k;
+        let keep = (k + (self.cap - want - k) / 2).min(ma);
+        for l in 0..keep {
+            let idx = self.order[l];
+            for i in 0..ma {
+                self.skeep[i + l * ma] = self.evecs[(i, idx)];
+            }
+        }
+        tiles::restart(
+            self.prm.par,
+            &mut self.tiles,
+            ma,
+            keep,
+            &self.skeep[..ma * keep],
+        );
+        for j in 0..keep {
+            for i in 0..keep {
+                self.t[(i, j)] = 0.0;
+            }
+            self.t[(j, j)] = self.evals[self.order[j]];
+        }
+        self.m = keep;
+        self.restarts += 1;
+        keep
     }
 
     /// Builds the first block from `start` (folded to `b` columns) and random columns.

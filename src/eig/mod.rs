@@ -44,6 +44,13 @@
 //! and a [`LanczosWorkspace`] keeps the buffers from one solve to the next (a run that estimates the
 //! sharpness at every step allocates once).
 //!
+//! # Tracking ([`Tracker`])
+//! Along a training run the operator changes a little from one estimate to the next. The
+//! tracker carries the last two estimates' Ritz vectors, runs Rayleigh–Ritz on them and expands
+//! by residuals until a certified bound on each tracked eigenvalue's error meets the tolerance
+//! (Lehmann's bounds, the block form of Kato–Temple, with a gap estimate from a guard pair), and
+//! audits the gap estimate with a periodic cold Lanczos solve. See [`tracker`'s docs](Tracker).
+//!
 //! # Determinism
 //! Tall vectors are stored in tiles of `tile_rows` rows (a problem-size constant). Every pass
 //! works tile by tile; each tile owns its rows; reductions produce one partial per tile and the
@@ -54,9 +61,14 @@
 mod lanczos;
 mod ops;
 mod tiles;
+mod tracker;
 
 pub use lanczos::{lanczos, LanczosWorkspace};
 pub use ops::{DenseSymOp, DiagOp, SymOp};
+pub use tracker::{
+    certify, lehmann_bounds, Certificate, ColdCheck, Estimate, StopRule, Strategy, Tracker,
+    TrackerParams, CHECK_SLACK,
+};
 
 use crate::Par;
 
@@ -207,6 +219,9 @@ pub enum EigError {
     /// A dense operator that is not symmetric.
     #[error("matrix is not symmetric at ({row}, {col}): pass (A + Aᵀ)/2")]
     NotSymmetric { row: usize, col: usize },
+    /// Tracker settings that cannot work together.
+    #[error("tracker settings: {0}")]
+    Tracker(String),
     /// A matrix or diagonal entry that is not finite.
     #[error("matrix entry ({row}, {col}) is not finite")]
     NonFiniteMatrix { row: usize, col: usize },

@@ -255,6 +255,28 @@ pub(crate) fn ritz_residuals(
     reduce(tiles, 2 * kk, out);
 }
 
+/// `X[:, j] ← scaleⱼ · (W sⱼ − θⱼ Q sⱼ)` for the `c = θ.len()` Ritz pairs `(θⱼ, sⱼ)` over `ma`
+/// basis columns (`s` is `ma × c`): their residual vectors, as the next block's candidates.
+pub(crate) fn residuals_to_x(
+    par: Par,
+    tiles: &mut [Tile],
+    ma: usize,
+    s: &[f64],
+    theta: &[f64],
+    scale: &[f64],
+) {
+    for_tiles(par, tiles, |t| {
+        let r = t.rows;
+        for (j, (&th, &sc)) in theta.iter().zip(scale).enumerate() {
+            let sj = mref(&s[j * ma..], ma, 1);
+            let xj = mmut(&mut t.x[j * r..], r, 1);
+            gemm(xj, Accum::Replace, mref(&t.w, r, ma), sj, sc);
+            let xj = mmut(&mut t.x[j * r..], r, 1);
+            gemm(xj, Accum::Add, mref(&t.q, r, ma), sj, -th * sc);
+        }
+    });
+}
+
 /// What a subtract pass reduces afterwards.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Then {
