@@ -621,6 +621,17 @@ fn train_writes_a_complete_run_directory() {
     );
     let at: Vec<&str> = eigs[1..].iter().map(|r| r[0].as_str()).collect();
     assert_eq!(at, ["0", "5", "10"]);
+    let col = |name: &str| eigs[0].iter().position(|c| c == name).unwrap();
+    for (i, r) in eigs[1..].iter().enumerate() {
+        // The history tracker's first estimate is a cold Lanczos solve.
+        let strategy = if i == 0 { "lanczos" } else { "history" };
+        assert_eq!(r[col("strategy")], strategy, "{r:?}");
+        assert!(r[col("rho")].parse::<f64>().is_ok(), "{r:?}");
+        assert!(
+            r[col("check")].is_empty(),
+            "no cold check in 3 estimates: {r:?}"
+        );
+    }
     for r in &eigs[1..] {
         let (l1, l2): (f64, f64) = (r[1].parse().unwrap(), r[2].parse().unwrap());
         assert!(l1 >= l2 && l1 > 0.0, "{r:?}");
@@ -738,6 +749,20 @@ fn train_rejects_step_sizes_that_are_not_positive() {
         let err = failed_with(&run(&["train", "--lr", lr, "--dataset", "synthetic-10"]), 2);
         assert_contains(&err, &["--lr"]);
     }
+}
+
+#[test]
+fn train_rejects_a_cold_start_for_the_history_tracker() {
+    let args = [
+        "train",
+        "--lr",
+        "0.1",
+        "--dataset",
+        "synthetic-10",
+        "--cold-start",
+    ];
+    let err = failed_with(&run(&args), 1);
+    assert_contains(&err, &["--cold-start", "--tracker lanczos"]);
 }
 
 /// A signal (SIGINT as from Ctrl-C, or SIGTERM as from a scheduler) ends a training run after

@@ -17,10 +17,14 @@ use serde_json::json;
 use super::args::{Dtype, LoadedNet, NetArgs};
 use super::sharpness_cmd::SolverArgs;
 use super::{key_values, progress, CliError, Context, Output};
+use crate::eig::{StopRule, Strategy, TrackerParams};
 use crate::mlp::Curvature;
 use crate::model::{save_checkpoint, CheckpointMeta, Params};
 use crate::real::Real;
-use crate::report::{training_figure, CsvField, CsvWriter, RunCurves, RunDir, RunMeta};
+use crate::report::{
+    eig_columns, eig_row, step_row, training_figure, CsvWriter, RunCurves, RunDir, RunMeta,
+    STEP_COLUMNS,
+};
 use crate::train::{
     gradient_descent, EigRecord, GdConfig, Observer, StepRecord, StopReason, Tracking,
 };
@@ -59,7 +63,33 @@ pub struct TrainArgs {
     #[command(flatten, next_help_heading = "Sharpness tracking")]
     pub solver: SolverArgs,
 
-    /// Start every estimate from a random block instead of the previous Ritz vectors
+    /// How each estimate is made: Rayleigh–Ritz on the last two estimates' Ritz vectors,
+    /// expanded by residuals until certified (history), LOBPCG from the same vectors, or Lanczos
+    /// warm-started from the last estimate
+    #[arg(long, value_enum, default_value_t = TrackerArg::History, help_heading = "Sharpness tracking")]
+    pub tracker: TrackerArg,
+
+    /// When an estimate is done: its certified eigenvalue error bound ≤ tol·λ (bound; the
+    /// residual rule where no gap separates the tracked values), or ‖Hy − θy‖ ≤ tol·|θ| (residual)
+    #[arg(long, value_enum, default_value_t = StopArg::Bound, help_heading = "Sharpness tracking")]
+    pub stop: StopArg,
+
+    /// Ritz pairs kept beyond k: the first gives the gap estimate of the bound (history)
+    #[arg(long, default_value_t = 1, help_heading = "Sharpness tracking")]
+    pub guard: usize,
+
+    /// A cold Lanczos check (random start) every N estimates, which catches a missed
+    /// eigenvalue (0: never)
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 100,
+        help_heading = "Sharpness tracking"
+    )]
+    pub check_every: usize,
+
+    /// Start every estimate from a random block instead of the previous Ritz vectors (with
+    /// --tracker lanczos)
     #[arg(long, help_heading = "Sharpness tracking")]
     pub cold_start: bool,
 
@@ -165,6 +195,56 @@ fn catch_signals() {
     INTERRUPTED.store(false, Ordering::SeqCst);
 }
 
+/// `--tracker`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TrackerArg {
+    History,
+    Lobpcg,
+    Lanczos,
+}
+
+impl From<TrackerArg> for Strategy {
+    fn from(a: TrackerArg) -> Self {
+        match a {
+            TrackerArg::History => Strategy::History,
+            TrackerArg::Lobpcg => Strategy::Lobpcg,
+            TrackerArg::Lanczos => Strategy::Lanczos,
+        }
+    }
+}
+
+/// `--stop`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopArg {
+    Bound,
+    Residual,
+}
+
+impl From<StopArg> for StopRule {
+    fn from(a: StopArg) -> Self {
+        match a {
+            StopArg::Bound => StopRule::Bound,
+            StopArg::Residual => StopRule::Residual,
+        }
+    }
+}
+
+impl TrainArgs {
+    /// The tracker settings of these options, on `par`, validated.
+    pub fn tracker(&self, par: crate::Par) -> Result<TrackerParams, CliError> {
+        let params = TrackerParams {
+            strategy: self.tracker.into(),
+            stop: self.stop.into(),
+            warm_start: !self.cold_start,
+            guard: self.guard,
+            check_every: self.check_every,
+            ..TrackerParams::new(self.solver.lanczos(par))
+        };
+        params.validate()?;
+        Ok(params)
+    }
+}
+
 /// Streams the records to the run's tables, keeps the curves for the figure, shows progress.
 struct RunFiles {
     steps: CsvWriter,
@@ -177,13 +257,7 @@ struct RunFiles {
 
 impl Observer for RunFiles {
     fn step(&mut self, r: &StepRecord) -> std::io::Result<()> {
-        self.steps.write_row(&[
-            r.step.into(),
-            r.loss.into(),
-            r.accuracy.into(),
-            r.grad_norm.into(),
-            (r.seconds * 1e3).into(),
-        ])?;
+        self.steps.write_row(&step_row(r))?;
         self.loss.push((r.step as f64, r.loss));
         let lambda = self.sharpness.last().map(|s| s.1);
         self.bar.set_position(r.step as u64);
@@ -198,17 +272,7 @@ impl Observer for RunFiles {
 
     fn eigs(&mut self, r: &EigRecord) -> std::io::Result<()> {
         if let Some(w) = &mut self.eigs {
-            let cell = |v: Option<&f64>| CsvField::from(v.copied());
-            let mut row = vec![CsvField::from(r.step)];
-            row.extend((0..self.k).map(|i| cell(r.values.get(i))));
-            row.extend((0..self.k).map(|i| cell(r.residuals.get(i))));
-            row.extend([
-                CsvField::from(r.status.name()),
-                CsvField::from(r.products),
-                CsvField::from(r.iterations),
-                CsvField::from(r.seconds * 1e3),
-            ]);
-            w.write_row(&row)?;
+            w.write_row(&eig_row(r, self.k))?;
         }
         if let Some(&top) = r.values.first() {
             self.sharpness.push((r.step as f64, top));
@@ -244,8 +308,7 @@ fn run<T: Real>(args: &TrainArgs, ctx: &Context) -> Result<Output, CliError> {
     let tracking = Tracking {
         every: args.eig_every,
         curvature,
-        lanczos: args.solver.lanczos(ctx.par),
-        warm_start: !args.cold_start,
+        tracker: args.tracker(ctx.par)?,
     };
     let gd = GdConfig {
         lr: args.lr,
@@ -264,6 +327,8 @@ fn run<T: Real>(args: &TrainArgs, ctx: &Context) -> Result<Output, CliError> {
         "k": args.solver.k, "block": args.solver.block, "tol": args.solver.tol, "max_products": args.solver.max_products,
         "max_basis": args.solver.max_basis, "solver_seed": args.solver.solver_seed,
         "curvature": format!("{curvature:?}"), "warm_start": !args.cold_start,
+        "tracker": tracking.tracker.strategy, "stop": tracking.tracker.stop,
+        "guard": args.guard, "check_every": args.check_every,
         "first_layer_gemm": net.first_layer_gemm(),
     });
     dir.write_json(
@@ -271,23 +336,9 @@ fn run<T: Real>(args: &TrainArgs, ctx: &Context) -> Result<Output, CliError> {
         &json!({ "config": config, "meta": meta, "outcome": null }),
     )
     .map_err(out)?;
-    let steps = dir
-        .csv(
-            "steps.csv",
-            &[
-                "step",
-                "train_loss",
-                "train_accuracy",
-                "grad_norm",
-                "t_step_ms",
-            ],
-        )
-        .map_err(out)?;
+    let steps = dir.csv("steps.csv", &STEP_COLUMNS).map_err(out)?;
     let eigs = if args.eig_every > 0 {
-        let mut cols: Vec<String> = vec!["step".into()];
-        cols.extend((1..=args.solver.k).map(|i| format!("lambda_{i}")));
-        cols.extend((1..=args.solver.k).map(|i| format!("residual_{i}")));
-        cols.extend(["status", "products", "iterations", "t_eig_ms"].map(String::from));
+        let cols = eig_columns(args.solver.k);
         let cols: Vec<&str> = cols.iter().map(String::as_str).collect();
         Some(dir.csv("eigs.csv", &cols).map_err(out)?)
     } else {
@@ -328,6 +379,7 @@ fn run<T: Real>(args: &TrainArgs, ctx: &Context) -> Result<Output, CliError> {
         Ok(o) => json!({
             "stop": o.stop, "steps": o.last.step, "loss": o.last.loss,
             "accuracy": o.last.accuracy, "estimates": o.estimates, "products": o.products,
+            "checks": o.checks, "check_disagreements": o.check_disagreements,
             "last_sharpness": files.sharpness.last().map(|s| s.1), "seconds": seconds,
         }),
         Err(e) => json!({ "error": e.to_string(), "seconds": seconds }),
@@ -389,10 +441,13 @@ fn run<T: Real>(args: &TrainArgs, ctx: &Context) -> Result<Output, CliError> {
             "sharpness",
             match last_sharp {
                 Some((s, v)) => format!(
-                    "{v:.4} at step {s} ({} estimate{}, {} products)",
+                    "{v:.4} at step {s} ({} estimate{}, {} products; {} cold check{}, {} disagreed)",
                     o.estimates,
                     if o.estimates == 1 { "" } else { "s" },
-                    o.products
+                    o.products,
+                    o.checks,
+                    if o.checks == 1 { "" } else { "s" },
+                    o.check_disagreements
                 ),
                 None => "not tracked".to_string(),
             },

@@ -6,7 +6,7 @@
 //! R-forward + R-backward only. Vectors cross the boundary in f64 (the solvers' precision) and
 //! are rounded to the kernel precision `T` for the product.
 
-use crate::eig::{EigError, LanczosParams, LanczosWorkspace, SymOp};
+use crate::eig::{EigError, Estimate, LanczosParams, LanczosWorkspace, SymOp, Tracker};
 use crate::mlp::{Curvature, Net};
 use crate::par::Par;
 use crate::real::Real;
@@ -119,6 +119,33 @@ pub fn top_eigenpairs_in<T: Real>(
     debug_assert_eq!(result.products, op.products());
     Ok(Sharpness {
         result,
+        seconds: t0.elapsed().as_secs_f64(),
+        product_seconds: op.seconds(),
+    })
+}
+
+/// A tracked estimate with its cost.
+#[derive(Clone, Debug)]
+pub struct Tracked {
+    pub estimate: Estimate,
+    /// Seconds in the tracker (cold check included), products included.
+    pub seconds: f64,
+    /// Seconds in operator products alone.
+    pub product_seconds: f64,
+}
+
+/// The tracker's next estimate of `curv` at the point of the last `net.gradient` call.
+pub fn track_in<T: Real>(
+    tracker: &mut Tracker,
+    net: &mut Net<T>,
+    curv: Curvature,
+    par: Par,
+) -> Result<Tracked, EigError> {
+    let t0 = Instant::now();
+    let mut op = CurvatureOp::new(net, curv, par);
+    let estimate = tracker.estimate(&mut op)?;
+    Ok(Tracked {
+        estimate,
         seconds: t0.elapsed().as_secs_f64(),
         product_seconds: op.seconds(),
     })

@@ -15,12 +15,14 @@
 mod meta;
 mod plot;
 mod run_dir;
+mod tables;
 
 pub use meta::{
     build_info, format_rfc3339_utc, format_run_id_utc, utc_civil, BuildInfo, RunMeta, UtcCivil,
 };
 pub use plot::{training_figure, RunCurves};
 pub use run_dir::{CsvField, CsvWriter, RunDir};
+pub use tables::{eig_columns, eig_row, step_row, STEP_COLUMNS};
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};

@@ -3,9 +3,9 @@
 //! At every step `t` (`t` updates done so far, `θ_0` the initialization):
 //! 1. one gradient pass at `θ_t` gives the train loss, the accuracy and `∇L(θ_t)`, and caches the
 //!    forward/backward state;
-//! 2. when `t` is a multiple of [`Tracking::every`], block Lanczos computes the top eigenvalues
-//!    of the Hessian (or Gauss–Newton matrix) at `θ_t` from that cached state, warm-started from
-//!    the previous estimate's Ritz vectors;
+//! 2. when `t` is a multiple of [`Tracking::every`], the [`Tracker`] estimates the top
+//!    eigenvalues of the Hessian (or Gauss–Newton matrix) at `θ_t` from that cached state and the
+//!    previous estimates' Ritz vectors, with an error certificate;
 //! 3. the observer receives the step's record (and the eigenvalues);
 //! 4. the run stops when the train accuracy exceeds the goal (strictly), the loss falls below
 //!    the loss goal, `t` reaches the step cap, or the run diverged: the loss, the gradient or a
@@ -16,13 +16,13 @@
 //! This is the loop of the Edge-of-Stability reference code (evaluate, measure, test the goals,
 //! then step), so step `t` here is step `t` there. Records leave through an [`Observer`], never by
 //! printing; an observer error (a full disk) stops the run with that error, after everything
-//! before it was delivered. The solver's workspace is allocated once, at the first estimate.
+//! before it was delivered. The tracker's buffers are allocated once, at the first estimate.
 //! The update and the gradient norm run on the pool, in chunks fixed by the parameter count.
 
 use std::time::Instant;
 
-use crate::eig::{EigError, LanczosParams, LanczosWorkspace, Status};
-use crate::hvp::top_eigenpairs_in;
+use crate::eig::{ColdCheck, EigError, Status, Strategy, Tracker, TrackerParams};
+use crate::hvp::track_in;
 use crate::mlp::{Curvature, Net};
 use crate::par::Par;
 use crate::real::Real;
@@ -47,10 +47,9 @@ pub struct Tracking {
     pub every: usize,
     /// The operator: the Hessian (the sharpness) or the Gauss–Newton matrix.
     pub curvature: Curvature,
-    /// Solver settings (`k`, block, tolerance, caps, seed, threads).
-    pub lanczos: LanczosParams,
-    /// Start each estimate from the previous one's Ritz vectors (cold random starts otherwise).
-    pub warm_start: bool,
+    /// The tracker: strategy, stop rule, solver settings (`k`, block, tolerance, caps, seed,
+    /// threads), cold checks.
+    pub tracker: TrackerParams,
 }
 
 /// One step's evaluation at `θ_t`, before its update.
@@ -61,7 +60,8 @@ pub struct StepRecord {
     pub accuracy: f64,
     /// `‖∇L(θ_t)‖₂`.
     pub grad_norm: f64,
-    /// Wall-clock seconds of the step: gradient pass, eigenvalue estimate (if any), update.
+    /// Wall-clock seconds of the step: gradient pass, eigenvalue estimate (if any), update
+    /// (not the observer's [`Observer::point`]).
     pub seconds: f64,
 }
 
@@ -73,12 +73,24 @@ pub struct EigRecord {
     pub values: Vec<f64>,
     /// Their true residual norms `‖A y − θ y‖`.
     pub residuals: Vec<f64>,
+    /// Certified bounds `0 ≤ λᵢ − θᵢ ≤ boundᵢ` given the gap estimate (`None`: not certified).
+    pub bounds: Vec<Option<f64>>,
+    /// The gap estimate `ρ ≥ λ_{k+1}` the bounds assume.
+    pub rho: Option<f64>,
+    /// The strategy that produced the estimate.
+    pub strategy: Strategy,
+    /// Certified from the history subspace alone (no residual expansion).
+    pub history_only: bool,
+    /// The cold check run at this step, if any.
+    pub check: Option<ColdCheck>,
     pub status: Status,
     /// Operator column-products and block iterations of this estimate.
     pub products: usize,
     pub iterations: usize,
-    /// Wall-clock seconds of the estimate (products included).
+    /// Wall-clock seconds of the estimate (products and cold check included).
     pub seconds: f64,
+    /// Seconds of those in curvature products.
+    pub product_seconds: f64,
 }
 
 /// Receives the records of a run as they are produced.
@@ -91,6 +103,16 @@ pub trait Observer {
     /// from the user, say). The step's records are delivered either way.
     fn interrupted(&self) -> bool {
         false
+    }
+    /// Whether [`Observer::point`] wants `θ_t` of this step (converting it costs a pass over
+    /// the parameters, so only the steps asked for get one).
+    fn wants_point(&self, _step: usize) -> bool {
+        false
+    }
+    /// `θ_t` in f64, before the step's update, at the steps [`Observer::wants_point`] chose:
+    /// for audits against an independent solve, or snapshots.
+    fn point(&mut self, _step: usize, _params: &[f64]) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -130,9 +152,12 @@ pub struct Outcome<T> {
     pub last: StepRecord,
     /// `θ` at that step (no update applied after it).
     pub params: Vec<T>,
-    /// Eigenvalue estimates made, and their products in total.
+    /// Eigenvalue estimates made, and their products in total (cold checks included).
     pub estimates: usize,
     pub products: usize,
+    /// The tracker's cold checks, and how many of them disagreed (found a missed eigenvalue).
+    pub checks: usize,
+    pub check_disagreements: usize,
 }
 
 /// Errors that end a run early. Records delivered before the error stay delivered.
@@ -179,8 +204,11 @@ pub fn gradient_descent<T: Real>(
     let lr = T::from_f64(gd.lr);
     let mut grad = vec![T::ZERO; params.len()];
     let mut partial = vec![0.0; params.len().div_ceil(CHUNK)];
-    let mut ws = LanczosWorkspace::new();
-    let mut start: Option<Vec<f64>> = None;
+    let mut tracker = tracking
+        .filter(|t| t.every > 0)
+        .map(|t| Tracker::new(t.tracker))
+        .transpose()
+        .map_err(|source| TrainError::Eig { step: 0, source })?;
     let (mut estimates, mut products) = (0, 0);
     let mut step = 0;
     loop {
@@ -189,29 +217,44 @@ pub fn gradient_descent<T: Real>(
         let grad_norm = norm(&grad, &mut partial, par);
         let mut diverged = !(ev.loss.is_finite() && grad_norm.is_finite());
         let due = tracking.filter(|t| t.every > 0 && step % t.every == 0 && !diverged);
-        if let Some(tr) = due {
-            let lp = &tr.lanczos;
-            match top_eigenpairs_in(&mut ws, net, tr.curvature, lp, start.as_deref()) {
+        if let (Some(tr), Some(tracker)) = (due, tracker.as_mut()) {
+            match track_in(tracker, net, tr.curvature, tr.tracker.lanczos.par) {
                 Ok(sh) => {
-                    let r = sh.result;
+                    let est = sh.estimate;
+                    let r = est.result;
+                    let check_products = est.check.as_ref().map_or(0, |c| c.products);
                     estimates += 1;
-                    products += r.products;
+                    products += r.products + check_products;
                     let rec = EigRecord {
                         step,
                         values: r.values,
                         residuals: r.residuals,
+                        bounds: est.certificate.bounds,
+                        rho: est.certificate.rho,
+                        strategy: est.strategy,
+                        history_only: est.history_only,
+                        check: est.check,
                         status: r.status,
                         products: r.products,
                         iterations: r.iterations,
                         seconds: sh.seconds,
+                        product_seconds: sh.product_seconds,
                     };
                     obs.eigs(&rec)
                         .map_err(|source| TrainError::Observer { step, source })?;
-                    start = tr.warm_start.then_some(r.vectors);
                 }
                 Err(EigError::NonFiniteProduct { .. }) => diverged = true,
                 Err(source) => return Err(TrainError::Eig { step, source }),
             }
+        }
+        // The observer's own work on θ_t is not the step's: its time is left out.
+        let mut outside = 0.0;
+        if obs.wants_point(step) {
+            let t = Instant::now();
+            let theta: Vec<f64> = params.iter().map(|v| v.to_f64()).collect();
+            obs.point(step, &theta)
+                .map_err(|source| TrainError::Observer { step, source })?;
+            outside = t.elapsed().as_secs_f64();
         }
         let stop = if diverged {
             Some(StopReason::Diverged)
@@ -239,17 +282,20 @@ pub fn gradient_descent<T: Real>(
             loss: ev.loss,
             accuracy: ev.accuracy,
             grad_norm,
-            seconds: t0.elapsed().as_secs_f64(),
+            seconds: t0.elapsed().as_secs_f64() - outside,
         };
         obs.step(&rec)
             .map_err(|source| TrainError::Observer { step, source })?;
         if let Some(stop) = stop {
+            let (checks, check_disagreements) = tracker.as_ref().map_or((0, 0), Tracker::checks);
             return Ok(Outcome {
                 stop,
                 last: rec,
                 params,
                 estimates,
                 products,
+                checks,
+                check_disagreements,
             });
         }
         step += 1;

@@ -1,4 +1,5 @@
 use super::*;
+use crate::eig::LanczosParams;
 use crate::mlp::{Data, NetConfig};
 use crate::model::{init_params, Activation, Loss, MlpSpec};
 use crate::par::with_threads;
@@ -40,16 +41,28 @@ fn linear_model() -> (Net<f64>, Vec<f64>, f64) {
     (net, init_params::<f64>(&spec, 1).data, top)
 }
 
+/// Lanczos tracking (warm or cold starts) at a tight tolerance.
 fn tracking(every: usize, warm_start: bool) -> Tracking {
     Tracking {
         every,
         curvature: Curvature::Hessian,
-        lanczos: LanczosParams {
-            tol: 1e-10,
-            ..LanczosParams::default()
+        tracker: TrackerParams {
+            strategy: Strategy::Lanczos,
+            warm_start,
+            ..TrackerParams::new(LanczosParams {
+                tol: 1e-10,
+                ..LanczosParams::default()
+            })
         },
-        warm_start,
     }
+}
+
+/// History tracking at a tight tolerance, with a cold check every `check_every` estimates.
+fn history(every: usize, check_every: usize) -> Tracking {
+    let mut tr = tracking(every, true);
+    tr.tracker.strategy = Strategy::History;
+    tr.tracker.check_every = check_every;
+    tr
 }
 
 fn gd(lr: f64, max_steps: usize) -> GdConfig {
@@ -343,12 +356,22 @@ fn invalid_settings_are_errors() {
 
 #[test]
 fn runs_are_bit_identical_across_thread_counts() {
+    for strategy in [Strategy::Lanczos, Strategy::History] {
+        runs_are_bit_identical_with(strategy);
+    }
+}
+
+fn runs_are_bit_identical_with(strategy: Strategy) {
     let run = |threads: usize| {
         with_threads(threads, |par| {
             let (mut net, p0) = tanh_net::<f32>();
-            let mut tr = tracking(2, true);
-            tr.lanczos.par = par;
-            tr.lanczos.tol = 1e-4;
+            let mut tr = if strategy == Strategy::History {
+                history(1, 3)
+            } else {
+                tracking(2, true)
+            };
+            tr.tracker.lanczos.par = par;
+            tr.tracker.lanczos.tol = 1e-4;
             let mut rec = Recorder::default();
             let out =
                 gradient_descent(&mut net, p0, &gd(0.4, 6), Some(&tr), par, &mut rec).unwrap();
@@ -367,7 +390,10 @@ fn runs_are_bit_identical_across_thread_counts() {
         })
     };
     let base = run(1);
-    assert_eq!(base.1.len(), 4);
+    assert_eq!(
+        base.1.len(),
+        if strategy == Strategy::History { 7 } else { 4 }
+    );
     for t in [2, 3] {
         assert_eq!(run(t), base, "{t} threads");
     }
