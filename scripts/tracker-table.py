@@ -5,7 +5,7 @@ One row per run CSV (examples/tracker_audit.rs output, named STRATEGY-kK-PHASE[-
 median and p90 products per estimate and the median tracked/untracked step-time ratio (the first
 estimate, a cold solve, left out), and for audited runs the largest relative error against the
 tight f64 solve, the bounds that fail even with a slack of 1e-6·λ (the f32 operator's rounding),
-and the smallest bound/error ratio where the error is above 1e-5·λ.
+and the smallest and largest bound/error ratios where the error is above 1e-5·λ.
 
     python3 scripts/tracker-table.py results/tracker/<UTC> [--out FILE]
 """
@@ -52,6 +52,7 @@ def summarize(path):
         "bounded": bounded,
         "violations": violations,
         "min_ratio": min(ratios) if ratios else None,
+        "max_ratio": max(ratios) if ratios else None,
     }
 
 
@@ -64,7 +65,7 @@ def main():
     if not names:
         sys.exit(f"error: no run CSVs in {a.dir} (run scripts/tracker-table.sh first)")
     lines = [
-        "| run | estimates | products median | p90 | tracked/untracked step | audited | max rel. error | bounds failing | min bound/error |",
+        "| run | estimates | products median | p90 | tracked/untracked step | audited | max rel. error | bounds failing | bound/error min–max |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for name in names:
@@ -74,7 +75,7 @@ def main():
             continue
         f = lambda v, fmt: "–" if v is None else format(v, fmt)
         audit = (
-            [str(s["audited"]), f(s["max_err"], ".1e"), f"{s['violations']} of {s['bounded']}", f(s["min_ratio"], ".1f")]
+            [str(s["audited"]), f(s["max_err"], ".1e"), f"{s['violations']} of {s['bounded']}", f"{f(s['min_ratio'], '.1f')}–{f(s['max_ratio'], '.0f')}"]
             if s["audited"]
             else ["–"] * 4
         )

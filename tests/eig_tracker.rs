@@ -231,7 +231,12 @@ fn a_flipping_operator_is_tracked_for_few_products_with_valid_bounds() {
     let history = run(Strategy::History, StopRule::Bound);
     let warm = run(Strategy::Lanczos, StopRule::Residual);
     let history_residual = run(Strategy::History, StopRule::Residual);
-    eprintln!("flip: median products history {history}, warm Lanczos {warm}, history with the residual rule {history_residual}");
+    let lobpcg = run(Strategy::Lobpcg, StopRule::Bound);
+    eprintln!("flip: median products history {history}, LOBPCG {lobpcg}, warm Lanczos {warm}, history with the residual rule {history_residual}");
+    assert!(
+        lobpcg < warm,
+        "LOBPCG {lobpcg} vs warm Lanczos {warm} products"
+    );
     assert!(
         history < warm,
         "history {history} vs warm Lanczos {warm} products"
@@ -293,9 +298,17 @@ fn k_two_and_four_clusters_are_tracked() {
     let n = 70;
     let u = orthogonal(n, 8);
     let e = unit_symmetric(n, 9);
-    for k in [2usize, 4] {
+    for (k, strategy) in [
+        (2usize, Strategy::History),
+        (4, Strategy::History),
+        (2, Strategy::Lobpcg),
+    ] {
         let tol = 1e-4;
-        let mut tracker = Tracker::new(tracker_params(k, tol)).unwrap();
+        let mut tracker = Tracker::new(TrackerParams {
+            strategy,
+            ..tracker_params(k, tol)
+        })
+        .unwrap();
         let mut products = Vec::new();
         for t in 0..16usize {
             let mut d: Vec<f64> = (0..n).map(|i| 6.0 - 0.05 * i as f64).collect();
@@ -312,7 +325,7 @@ fn k_two_and_four_clusters_are_tracked() {
             }
         }
         let med = median(products.clone());
-        eprintln!("k={k}: products {products:?}");
+        eprintln!("k={k} {}: products {products:?}", strategy.name());
         assert!(med <= 4 * k, "k={k}: median {med} products: {products:?}");
     }
 }

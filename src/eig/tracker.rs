@@ -327,26 +327,24 @@ impl Tracker {
         }
         let index = self.estimates;
         self.estimates += 1;
-        let mut est = match (self.params.strategy, self.history.is_empty()) {
-            (Strategy::Lanczos, _) => {
-                let start = self.history.front().filter(|_| self.params.warm_start);
-                let r = self
-                    .lanczos
-                    .solve(op, &self.params.lanczos, start.map(Vec::as_slice))?;
-                Estimate {
-                    certificate: certify(&r.values, &r.residuals, k),
-                    result: r,
-                    strategy: Strategy::Lanczos,
-                    history_only: false,
-                    check: None,
-                }
+        // Lanczos: warm (or cold) from the newest block. History and LOBPCG start with a cold
+        // Lanczos solve of the tracked pairs and their guards.
+        let lanczos_start = match (self.params.strategy, self.history.front()) {
+            (Strategy::Lanczos, h) => {
+                Some((self.params.lanczos, h.filter(|_| self.params.warm_start)))
             }
-            (Strategy::History | Strategy::Lobpcg, true) => {
-                let lp = LanczosParams {
+            (_, None) => Some((
+                LanczosParams {
                     k: kg,
                     ..self.params.lanczos
-                };
-                let r = self.lanczos.solve(op, &lp, None)?;
+                },
+                None,
+            )),
+            (_, Some(_)) => None,
+        };
+        let mut est = match lanczos_start {
+            Some((lp, start)) => {
+                let r = self.lanczos.solve(op, &lp, start.map(Vec::as_slice))?;
                 Estimate {
                     certificate: certify(&r.values, &r.residuals, k),
                     result: r,
@@ -355,7 +353,7 @@ impl Tracker {
                     check: None,
                 }
             }
-            (_, false) => self.subspace_estimate(op)?,
+            None => self.subspace_estimate(op)?,
         };
         self.remember(est.result.vectors.clone());
         let every = self.params.check_every;

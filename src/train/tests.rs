@@ -356,7 +356,7 @@ fn invalid_settings_are_errors() {
 
 #[test]
 fn runs_are_bit_identical_across_thread_counts() {
-    for strategy in [Strategy::Lanczos, Strategy::History] {
+    for strategy in [Strategy::Lanczos, Strategy::History, Strategy::Lobpcg] {
         runs_are_bit_identical_with(strategy);
     }
 }
@@ -365,11 +365,12 @@ fn runs_are_bit_identical_with(strategy: Strategy) {
     let run = |threads: usize| {
         with_threads(threads, |par| {
             let (mut net, p0) = tanh_net::<f32>();
-            let mut tr = if strategy == Strategy::History {
-                history(1, 3)
-            } else {
+            let mut tr = if strategy == Strategy::Lanczos {
                 tracking(2, true)
+            } else {
+                history(1, 3)
             };
+            tr.tracker.strategy = strategy;
             tr.tracker.lanczos.par = par;
             tr.tracker.lanczos.tol = 1e-4;
             let mut rec = Recorder::default();
@@ -392,7 +393,7 @@ fn runs_are_bit_identical_with(strategy: Strategy) {
     let base = run(1);
     assert_eq!(
         base.1.len(),
-        if strategy == Strategy::History { 7 } else { 4 }
+        if strategy == Strategy::Lanczos { 4 } else { 7 }
     );
     for t in [2, 3] {
         assert_eq!(run(t), base, "{t} threads");
