@@ -14,6 +14,7 @@ pub mod model;
 pub mod par;
 pub mod real;
 pub mod report;
+pub mod sweep;
 pub mod train;
 
 pub use par::Par;

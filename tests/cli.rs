@@ -838,3 +838,93 @@ fn a_signal_stops_training_with_its_files_complete() {
         assert!(dir.join("figure.svg").is_file() && dir.join("final.safetensors").is_file());
     }
 }
+
+/// The overhead harness on a small synthetic grid: one streamed row per point, untracked points
+/// without products, tracked ones with products and an overhead ≥ 1, and sweep.json with the
+/// machine and every point; a dry run estimates and runs nothing.
+#[test]
+fn sweep_measures_every_point_of_its_grid() {
+    let scratch = ScratchDir::new("sweep").unwrap();
+    let root = scratch.path.to_str().unwrap();
+    let grid = [
+        "--datasets",
+        "synthetic-120",
+        "--widths",
+        "8,16",
+        "--thread-counts",
+        "1,2",
+        "--trackers",
+        "none,history",
+        "--steps",
+        "3",
+        "--warmup",
+        "1",
+    ];
+    let mut args = vec!["--json", "sweep", "--dry-run"];
+    args.extend(grid);
+    let v = serde_json::from_str::<Value>(&succeeded(&run(&args))).unwrap();
+    assert_eq!(v["points"].as_array().unwrap().len(), 8);
+    assert!(v["estimated_seconds"].as_f64().unwrap() > 0.0);
+    assert!(!scratch.path.join("sweep").exists());
+
+    let mut args = vec!["--json", "sweep", "--results", root, "--run-id", "s1"];
+    args.extend(grid);
+    let v = serde_json::from_str::<Value>(&succeeded(&run(&args))).unwrap();
+    let dir = std::path::PathBuf::from(v["run_dir"].as_str().unwrap());
+    assert!(dir.starts_with(scratch.path.join("sweep")) && dir.ends_with("s1"));
+    let rows = csv_rows(&dir.join("sweep.csv"));
+    assert_eq!(rows.len(), 9, "a header and 8 points");
+    let col = |name: &str| rows[0].iter().position(|c| c == name).unwrap();
+    for r in &rows[1..] {
+        assert_eq!(r[col("steps")], "3");
+        let products = &r[col("products")];
+        if r[col("tracker")] == "none" {
+            assert!(products.is_empty(), "{r:?}");
+        } else {
+            assert!(products.parse::<f64>().unwrap() >= 1.0, "{r:?}");
+            assert!(r[col("overhead")].parse::<f64>().unwrap() >= 1.0, "{r:?}");
+        }
+    }
+    let json: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("sweep.json")).unwrap()).unwrap();
+    assert_eq!(json["rows"].as_array().unwrap().len(), 8);
+    assert!(json["meta"]["git_revision"].is_string());
+    assert_eq!(json["window"]["steps"], 3);
+}
+
+#[test]
+fn sweep_rejects_bad_grids_and_mismatched_checkpoints() {
+    let err = failed_with(&run(&["sweep", "--dry-run", "--widths", "0"]), 1);
+    assert_contains(&err, &["--widths"]);
+    let err = failed_with(
+        &run(&[
+            "sweep",
+            "--dry-run",
+            "--trackers",
+            "none",
+            "--eig-every",
+            "10",
+        ]),
+        1,
+    );
+    assert_contains(&err, &["--eig-every", "tracker"]);
+    let err = failed_with(&run(&["sweep", "--dry-run", "--trackers", "arpack"]), 2);
+    assert_contains(&err, &["arpack", "history"]);
+    // A checkpoint of width 16 against a grid of width 8.
+    let scratch = ScratchDir::new("sweep-from").unwrap();
+    let ck = scratch.path.join("w16.safetensors");
+    let ck = ck.to_str().unwrap();
+    let init = [
+        "init",
+        "--widths",
+        "16,16",
+        "--activation",
+        "tanh",
+        "--out",
+        ck,
+    ];
+    succeeded(&run(&init));
+    let args = ["sweep", "--dry-run", "--from", ck, "--widths", "8"];
+    let err = failed_with(&run(&args), 1);
+    assert_contains(&err, &["width 16", "--widths 16"]);
+}

@@ -93,6 +93,10 @@ pub enum CliError {
     #[error("derivative check failed: {}", failed.join("; "))]
     ChecksFailed { failed: Vec<String> },
 
+    /// A sweep that cannot run as asked (empty grid, a checkpoint of another width or data set).
+    #[error("{0}")]
+    Sweep(String),
+
     /// Writing the result to stdout failed (closed pipe, full disk).
     #[error("cannot write the output: {0}")]
     Output(#[source] std::io::Error),

@@ -4,7 +4,7 @@
 //! Subcommands: `data verify` (CIFAR-10 checksums), `init` (initial checkpoint), `loss`
 //! (full-batch loss and accuracy), `sharpness` (top Hessian eigenvalues), `verify`
 //! (derivatives vs finite differences, symmetry, f32 vs f64), `train` (gradient descent with
-//! the sharpness tracked), `plot` (the figure of train runs). Global options: `--threads`,
+//! the sharpness tracked), `plot` (the figure of train runs), `sweep` (the overhead harness). Global options: `--threads`,
 //! `--data-dir`, `--json`.
 //!
 //! Every command produces an [`Output`]: the human-readable text, the same result as JSON, and
@@ -20,6 +20,7 @@ mod loss_cmd;
 mod plot_cmd;
 mod progress;
 mod sharpness_cmd;
+mod sweep_cmd;
 mod train_cmd;
 mod verify_cmd;
 
@@ -38,6 +39,7 @@ pub use init_cmd::{init, InitArgs};
 pub use loss_cmd::{loss, LossArgs};
 pub use plot_cmd::{plot, PlotArgs};
 pub use sharpness_cmd::{sharpness, SharpnessArgs};
+pub use sweep_cmd::{sweep_run, SweepArgs};
 pub use train_cmd::{train, TrainArgs};
 pub use verify_cmd::{random_unit_directions, verify, VerifyArgs};
 
@@ -88,6 +90,9 @@ pub enum Command {
     Train(TrainArgs),
     /// Redraw the figure of train run directories, several overlaid (one color per step size)
     Plot(PlotArgs),
+    /// The overhead harness: what tracking the sharpness costs across widths, thread counts,
+    /// data sets, trackers and cadences (windows of real gradient descent)
+    Sweep(SweepArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -184,5 +189,6 @@ fn dispatch(cmd: &Command, ctx: &Context) -> Result<Output, CliError> {
         Command::Sharpness(a) => sharpness(a, ctx),
         Command::Train(a) => train(a, ctx),
         Command::Plot(a) => plot(a),
+        Command::Sweep(a) => sweep_run(a, ctx),
     }
 }

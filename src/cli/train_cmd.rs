@@ -147,7 +147,7 @@ pub(super) fn run_curves<'a>(
 }
 
 /// `0.01`, `2/200`: a positive finite step size.
-fn parse_rate(s: &str) -> Result<f64, String> {
+pub(super) fn parse_rate(s: &str) -> Result<f64, String> {
     let num = |t: &str| {
         t.trim()
             .parse::<f64>()

@@ -21,6 +21,9 @@
 
 use std::time::Instant;
 
+mod measure;
+pub use measure::{measure_window, Summary, TrackerChoice, Window, WindowStats};
+
 use crate::eig::{ColdCheck, EigError, Status, Strategy, Tracker, TrackerParams};
 use crate::hvp::track_in;
 use crate::mlp::{Curvature, Net};

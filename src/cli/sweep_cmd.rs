@@ -1,0 +1,350 @@
+//! `eosbench sweep`: the overhead harness over a grid of widths × thread counts × data sets ×
+//! trackers × cadences (`crate::sweep`), into `<results>/sweep/<host>/<run-id>/`: `sweep.csv`
+//! streamed row by row (a killed sweep keeps the points it finished) and `sweep.json` (machine,
+//! grid, window and every point's statistics) at the end.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::Args;
+use serde_json::json;
+
+use super::args::DatasetChoice;
+use super::train_cmd::parse_rate;
+use super::{key_values, progress, CliError, Context, Output};
+use crate::data::{synthetic, DataDir, Dataset, Subset};
+use crate::eig::LanczosParams;
+use crate::model::load_checkpoint;
+use crate::report::{RunDir, RunMeta};
+use crate::sweep::{self, Grid, Point};
+use crate::train::TrackerChoice;
+
+#[derive(Args, Clone, Debug)]
+pub struct SweepArgs {
+    /// Hidden widths h of the network d-h-h-10 (tanh, MSE)
+    #[arg(long, value_delimiter = ',', default_value = "100,200,400,800")]
+    pub widths: Vec<usize>,
+
+    /// Thread counts [default: 1 and every power of two up to the cores]
+    #[arg(long, value_delimiter = ',', value_name = "N,...")]
+    pub thread_counts: Vec<usize>,
+
+    /// Data sets (CIFAR-10 subsets, or synthetic-N)
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "cifar10-1k,cifar10-5k,cifar10-10k"
+    )]
+    pub datasets: Vec<DatasetChoice>,
+
+    /// Trackers: none (untracked), cold (Lanczos from random starts), lanczos (warm), history,
+    /// lobpcg
+    #[arg(long, value_delimiter = ',', default_value = "none,lanczos,history", value_parser = parse_tracker)]
+    pub trackers: Vec<TrackerChoice>,
+
+    /// Cadences: an estimate every N steps (10 and 50 are the papers')
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    pub eig_every: Vec<usize>,
+
+    /// Measured steps per point
+    #[arg(long, default_value_t = 10)]
+    pub steps: usize,
+
+    /// Steps run first and left out (caches and the tracker's history warm up)
+    #[arg(long, default_value_t = 2)]
+    pub warmup: usize,
+
+    /// Step size η
+    #[arg(long, value_parser = parse_rate, default_value = "2/200")]
+    pub lr: f64,
+
+    /// Start: init (PyTorch-default initialization, seed 0: the rising phase) or a checkpoint
+    /// of the same width (e.g. a train run's final.safetensors: the edge of stability)
+    #[arg(long, default_value = "init")]
+    pub from: String,
+
+    /// Tracked eigenvalues
+    #[arg(short = 'k', long, default_value_t = 1)]
+    pub k: usize,
+
+    /// Solver tolerance (eigenvalue bound for history/lobpcg, residual for Lanczos)
+    #[arg(long, default_value_t = 1e-3)]
+    pub tol: f64,
+
+    /// Root of the results tree: points go to RESULTS/sweep/HOST/RUN-ID
+    #[arg(long, value_name = "DIR", default_value = "results")]
+    pub results: PathBuf,
+
+    /// Run id [default: UTC start time and a random suffix]
+    #[arg(long)]
+    pub run_id: Option<String>,
+
+    /// Print the grid and its estimated time, run nothing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+fn parse_tracker(s: &str) -> Result<TrackerChoice, String> {
+    TrackerChoice::parse(s).ok_or_else(|| {
+        format!("'{s}' is not a tracker: use none, cold, lanczos, history or lobpcg")
+    })
+}
+
+/// Examples of a data set, without reading it.
+fn examples(d: &DatasetChoice) -> usize {
+    match d {
+        DatasetChoice::Synthetic(n) => *n,
+        DatasetChoice::Cifar(name) => match name.subset {
+            Subset::First(n) | Subset::Balanced(n) => n,
+            Subset::All => match name.split {
+                crate::data::Split::Train => 50_000,
+                crate::data::Split::Test => 10_000,
+            },
+        },
+    }
+}
+
+fn load(d: &DatasetChoice, dir: &DataDir) -> Result<Dataset, CliError> {
+    Ok(match d {
+        DatasetChoice::Cifar(name) => name.load(dir)?,
+        DatasetChoice::Synthetic(n) => {
+            let mut ds = synthetic(*n, 3072, 10, 0);
+            ds.name = d.to_string();
+            ds
+        }
+    })
+}
+
+/// GFLOP/s of one thread on a small gradient (for the time estimate only).
+fn calibrate() -> f64 {
+    let (n, h) = (400, 100);
+    let ds = synthetic(n, 3072, 10, 0);
+    let p = Point {
+        width: h,
+        threads: 1,
+        dataset: "calibration".into(),
+        tracker: TrackerChoice::None,
+        eig_every: 1,
+    };
+    match sweep::run_point(&ds, &p, None, 1, 3, 0.01, LanczosParams::default()) {
+        Ok(s) => sweep::gradient_flops(n, 3072, h, 10) / (s.untracked_ms.median * 1e-3) / 1e9,
+        Err(_) => 20.0,
+    }
+}
+
+pub fn sweep_run(args: &SweepArgs, ctx: &Context) -> Result<Output, CliError> {
+    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+    let threads = if args.thread_counts.is_empty() {
+        std::iter::successors(Some(1usize), |t| Some(t * 2))
+            .take_while(|&t| t <= cores)
+            .collect()
+    } else {
+        args.thread_counts.clone()
+    };
+    let grid = Grid {
+        widths: args.widths.clone(),
+        threads,
+        datasets: args.datasets.iter().map(|d| d.to_string()).collect(),
+        trackers: args.trackers.clone(),
+        eig_every: args.eig_every.clone(),
+    };
+    grid.validate()
+        .map_err(|e| CliError::Sweep(e.to_string()))?;
+    if args.steps == 0 {
+        return Err(CliError::Sweep(
+            "--steps 0 measures nothing: use --steps ≥ 1".into(),
+        ));
+    }
+    let mut warnings = Vec::new();
+    if let Some(&t) = grid.threads.iter().find(|&&t| t > cores) {
+        warnings.push(format!(
+            "--thread-counts asks for {t} threads on {cores} cores: those points oversubscribe"
+        ));
+    }
+
+    // A checkpoint start fixes the width (and, when it records one, the data set).
+    let start = if args.from == "init" {
+        None
+    } else {
+        let path = PathBuf::from(&args.from);
+        let (params, meta) = load_checkpoint::<f32>(&path)?;
+        let spec = &params.spec;
+        let h = spec.hidden.first().copied().unwrap_or(0);
+        let fits = sweep::network(3072, h, 10).is_ok_and(|s| &s == spec);
+        if !fits {
+            return Err(CliError::Sweep(format!(
+                "{} holds the network {}, not a 3072-h-h-10 tanh network of the sweep",
+                path.display(),
+                spec.describe()
+            )));
+        }
+        if grid.widths != [h] {
+            return Err(CliError::Sweep(format!(
+                "{} holds a network of width {h}, but --widths asks for {:?}. Fix: --widths {h}",
+                path.display(),
+                grid.widths
+            )));
+        }
+        if let Some(ds) = meta.extra.get("dataset") {
+            if grid.datasets.iter().any(|d| d != ds) {
+                return Err(CliError::Sweep(format!(
+                    "{} was trained on {ds}, but --datasets asks for {}. Fix: --datasets {ds}",
+                    path.display(),
+                    grid.datasets.join(",")
+                )));
+            }
+        }
+        Some(params.data)
+    };
+
+    let points = grid.points();
+    let n_of = |name: &str| {
+        let d = args.datasets.iter().find(|d| d.to_string() == name);
+        d.map_or(0, examples)
+    };
+    let gflops = calibrate();
+    let total_steps = args.warmup + args.steps;
+    let est: Vec<f64> = points
+        .iter()
+        .map(|p| sweep::estimate_seconds(p, n_of(&p.dataset), 3072, 10, total_steps, gflops))
+        .collect();
+    let est_total: f64 = est.iter().sum();
+    if args.dry_run {
+        let mut text = String::new();
+        for (p, e) in points.iter().zip(&est) {
+            text.push_str(&format!(
+                "{:<14} h={:<4} threads={:<2} {:<8} every {:<3} ~{e:.0} s\n",
+                p.dataset,
+                p.width,
+                p.threads,
+                p.tracker.name(),
+                p.eig_every
+            ));
+        }
+        text.push_str(&format!(
+            "{} points, {} steps each: about {:.0} s ({:.1} min) at {gflops:.0} GFLOP/s per thread\n",
+            points.len(),
+            total_steps,
+            est_total,
+            est_total / 60.0
+        ));
+        for w in &warnings {
+            text.push_str(&format!("warning: {w}\n"));
+        }
+        let json = json!({ "grid": grid, "points": points, "estimated_seconds": est_total });
+        return Ok(Output::ok(text, json));
+    }
+    for w in &warnings {
+        eprintln!("warning: {w}");
+    }
+
+    let out = |e: std::io::Error| CliError::Output(e);
+    let meta = RunMeta::capture(ctx.threads, ctx.kernel_path);
+    let host: String = meta
+        .hostname
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let root = args.results.join("sweep");
+    let dir = RunDir::create(&root, &host, args.run_id.clone()).map_err(out)?;
+    let mut csv = dir.csv("sweep.csv", &sweep::COLUMNS).map_err(out)?;
+    let window = json!({
+        "warmup": args.warmup, "steps": args.steps, "lr": args.lr, "from": args.from,
+        "k": args.k, "tol": args.tol,
+    });
+    let bar = progress::bar((est_total * 1e3) as u64, "sweep");
+    let lanczos = LanczosParams {
+        k: args.k,
+        tol: args.tol,
+        ..LanczosParams::default()
+    };
+    let t0 = Instant::now();
+    let mut rows = Vec::new();
+    let mut loaded: Option<(String, Dataset)> = None;
+    for (p, e) in points.iter().zip(&est) {
+        bar.set_message(format!(
+            "{} h={} t={} {}",
+            p.dataset,
+            p.width,
+            p.threads,
+            p.tracker.name()
+        ));
+        if loaded.as_ref().is_none_or(|(name, _)| name != &p.dataset) {
+            let choice = args
+                .datasets
+                .iter()
+                .find(|d| d.to_string() == p.dataset)
+                .expect("points come from the grid's data sets");
+            loaded = Some((p.dataset.clone(), load(choice, &ctx.data_dir)?));
+        }
+        let ds = &loaded.as_ref().expect("loaded above").1;
+        let stats = sweep::run_point(
+            ds,
+            p,
+            start.as_deref(),
+            args.warmup,
+            args.steps,
+            args.lr,
+            lanczos,
+        )
+        .map_err(|source| CliError::Train {
+            run_dir: dir.path().to_path_buf(),
+            source,
+        })?;
+        let rss = sweep::peak_rss_mb();
+        csv.write_row(&sweep::row(p, ds.n, ds.d, ds.classes, &stats, rss))
+            .map_err(out)?;
+        rows.push(json!({ "point": p, "n": ds.n, "stats": stats, "peak_rss_mb": rss }));
+        bar.inc((e * 1e3) as u64);
+    }
+    bar.finish_and_clear();
+    let seconds = t0.elapsed().as_secs_f64();
+    dir.write_json(
+        "sweep.json",
+        &json!({
+            "meta": meta, "grid": grid, "window": window, "rows": rows,
+            "seconds": seconds, "estimated_seconds": est_total,
+        }),
+    )
+    .map_err(out)?;
+
+    let mut text = String::new();
+    text.push_str(
+        "dataset         h     threads tracker  every  step ms  untracked ms  products  overhead\n",
+    );
+    for r in &rows {
+        let (p, s) = (&r["point"], &r["stats"]);
+        let num =
+            |v: &serde_json::Value| v.as_f64().map_or("–".to_string(), |v| format!("{v:.2}"));
+        text.push_str(&format!(
+            "{:<15} {:<5} {:<7} {:<8} {:<6} {:<8} {:<13} {:<9} {}\n",
+            p["dataset"].as_str().unwrap_or(""),
+            p["width"],
+            p["threads"],
+            p["tracker"].as_str().unwrap_or(""),
+            p["eig_every"],
+            num(&s["step_ms"]["median"]),
+            num(&s["untracked_ms"]["median"]),
+            num(&s["products"]["median"]),
+            num(&s["overhead"]["median"]),
+        ));
+    }
+    text.push_str(&key_values(&[
+        ("run", dir.path().display().to_string()),
+        (
+            "took",
+            format!(
+                "{seconds:.0} s for {} points (estimated {est_total:.0} s)",
+                points.len()
+            ),
+        ),
+    ]));
+    let json = json!({ "run_dir": dir.path(), "rows": rows, "seconds": seconds });
+    Ok(Output::ok(text, json))
+}

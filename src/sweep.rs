@@ -1,0 +1,340 @@
+//! The overhead harness: what tracking the sharpness costs across network widths, thread
+//! counts, data-set sizes, trackers and cadences, each grid point a window of real full-batch
+//! gradient descent ([`measure_window`]).
+//!
+//! A point's network is the Figure-1 MLP `d-h-h-c` (tanh, MSE) at hidden width `h`, from the
+//! PyTorch-default initialization (seed 0: the rising phase) or from a checkpoint of that width
+//! (e.g. the end of a `train` run: the edge of stability). Results are one row per point
+//! ([`COLUMNS`], [`row`]); the time model ([`estimate_seconds`]) sizes a grid before it runs.
+
+use serde::Serialize;
+
+use crate::data::Dataset;
+use crate::eig::LanczosParams;
+use crate::mlp::{Data, Net, NetConfig};
+use crate::model::{init_params, Activation, Loss, MlpSpec, SpecError};
+use crate::par::with_threads;
+use crate::report::CsvField;
+use crate::train::{measure_window, TrackerChoice, TrainError, Window, WindowStats};
+
+/// The grid: every combination of its lists is a point.
+#[derive(Clone, Debug, Serialize)]
+pub struct Grid {
+    pub widths: Vec<usize>,
+    pub threads: Vec<usize>,
+    pub datasets: Vec<String>,
+    pub trackers: Vec<TrackerChoice>,
+    pub eig_every: Vec<usize>,
+}
+
+/// One grid point.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Point {
+    pub width: usize,
+    pub threads: usize,
+    pub dataset: String,
+    pub tracker: TrackerChoice,
+    pub eig_every: usize,
+}
+
+/// A grid that cannot run.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum GridError {
+    #[error("the grid is empty: --{0} lists nothing")]
+    Empty(&'static str),
+    #[error("--{0} holds 0: widths, thread counts and cadences must be ≥ 1")]
+    Zero(&'static str),
+    #[error("--eig-every matters only with a tracker: the grid tracks nothing but asks for cadences {0:?} (add --trackers history, or drop --eig-every)")]
+    CadenceWithoutTracker(Vec<usize>),
+}
+
+impl Grid {
+    /// Checks that every list is non-empty and holds no zero.
+    pub fn validate(&self) -> Result<(), GridError> {
+        let lists: [(&'static str, &[usize]); 3] = [
+            ("widths", &self.widths),
+            ("threads", &self.threads),
+            ("eig-every", &self.eig_every),
+        ];
+        for (name, v) in lists {
+            if v.is_empty() {
+                return Err(GridError::Empty(name));
+            }
+            if v.contains(&0) {
+                return Err(GridError::Zero(name));
+            }
+        }
+        if self.datasets.is_empty() {
+            return Err(GridError::Empty("datasets"));
+        }
+        if self.trackers.is_empty() {
+            return Err(GridError::Empty("trackers"));
+        }
+        if self.trackers == [TrackerChoice::None] && self.eig_every != [1] {
+            return Err(GridError::CadenceWithoutTracker(self.eig_every.clone()));
+        }
+        Ok(())
+    }
+
+    /// The points in run order: data set, then width, threads, tracker and cadence (the
+    /// untracked step once per network and thread count: cadence means nothing without a
+    /// tracker).
+    pub fn points(&self) -> Vec<Point> {
+        let mut out = Vec::new();
+        for dataset in &self.datasets {
+            for &width in &self.widths {
+                for &threads in &self.threads {
+                    for &tracker in &self.trackers {
+                        let cadences: &[usize] = if tracker == TrackerChoice::None {
+                            &[1]
+                        } else {
+                            &self.eig_every
+                        };
+                        for &eig_every in cadences {
+                            out.push(Point {
+                                width,
+                                threads,
+                                dataset: dataset.clone(),
+                                tracker,
+                                eig_every,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The Figure-1 network at hidden width `h` for `d` inputs and `c` classes.
+pub fn network(d: usize, h: usize, c: usize) -> Result<MlpSpec, SpecError> {
+    MlpSpec::new(d, &[h, h], c, Activation::Tanh)
+}
+
+/// Multiply-adds ×2 of one gradient (forward and backward GEMMs, the first layer's `dX` not
+/// formed) on `n` examples of the `d-h-h-c` network: `4 n (d h + h h + h c)`. A curvature
+/// product costs about the same (R-forward and R-backward at the cached point).
+pub fn gradient_flops(n: usize, d: usize, h: usize, c: usize) -> f64 {
+    4.0 * n as f64 * (d * h + h * h + h * c) as f64
+}
+
+/// Curvature products per estimate to expect, for the time model (measured on fc-tanh /
+/// cifar10-5k while the sharpness rises).
+fn products_guess(t: TrackerChoice) -> f64 {
+    match t {
+        TrackerChoice::None => 0.0,
+        TrackerChoice::Cold => 12.0,
+        TrackerChoice::Lanczos | TrackerChoice::History | TrackerChoice::Lobpcg => 2.5,
+    }
+}
+
+/// Seconds a point of `steps` (warm-up included) on `n` examples should take at `gflops` GFLOP/s
+/// per thread (scaled by 0.9 per doubling of threads), with a curvature product at 1.2 gradients.
+pub fn estimate_seconds(p: &Point, n: usize, d: usize, c: usize, steps: usize, gflops: f64) -> f64 {
+    let rate = gflops * 1e9 * p.threads as f64 * 0.9f64.powf((p.threads as f64).log2());
+    let grad = gradient_flops(n, d, p.width, c) / rate;
+    let per_step = grad * (1.0 + 1.2 * products_guess(p.tracker) / p.eig_every as f64);
+    steps as f64 * per_step
+}
+
+/// Measures `p` on `ds` from `start` (the parameters of the point's network; `None`: the
+/// initialization, seed 0), in a pool of `p.threads` threads.
+pub fn run_point(
+    ds: &Dataset,
+    p: &Point,
+    start: Option<&[f32]>,
+    warmup: usize,
+    steps: usize,
+    lr: f64,
+    lanczos: LanczosParams,
+) -> Result<WindowStats, TrainError> {
+    let spec = network(ds.d, p.width, ds.classes).map_err(|e| TrainError::Config(e.to_string()))?;
+    let params = match start {
+        Some(s) if s.len() == spec.num_params() => s.to_vec(),
+        Some(s) => {
+            return Err(TrainError::Config(format!(
+                "the start holds {} parameters, the network {} has {}",
+                s.len(),
+                spec.describe(),
+                spec.num_params()
+            )))
+        }
+        None => init_params::<f32>(&spec, 0).data,
+    };
+    with_threads(p.threads, |par| {
+        let data = Data::new(ds.features::<f32>(), ds.labels.clone(), ds.d, ds.classes);
+        let mut net = Net::new(&spec, Loss::Mse, data, NetConfig::default());
+        let w = Window {
+            warmup,
+            steps,
+            lr,
+            tracker: p.tracker,
+            eig_every: p.eig_every,
+            lanczos: LanczosParams { par, ..lanczos },
+        };
+        measure_window(&mut net, params, &w, par)
+    })
+}
+
+/// `sweep.csv`'s header.
+pub const COLUMNS: [&str; 22] = [
+    "dataset",
+    "n",
+    "width",
+    "p",
+    "threads",
+    "tracker",
+    "eig_every",
+    "steps",
+    "step_ms",
+    "step_ms_p10",
+    "step_ms_p90",
+    "untracked_ms",
+    "untracked_ms_p10",
+    "untracked_ms_p90",
+    "eig_ms",
+    "products",
+    "products_p90",
+    "overhead",
+    "cost_ratio",
+    "grad_gflops",
+    "last_sharpness",
+    "peak_rss_mb",
+];
+
+/// A `sweep.csv` row: the point, its data-set size and parameter count, what it measured, the
+/// gradient's GFLOP/s (from the untracked median) and the process's peak resident memory.
+pub fn row<'a>(
+    p: &'a Point,
+    n: usize,
+    d: usize,
+    c: usize,
+    s: &WindowStats,
+    peak_rss_mb: Option<f64>,
+) -> Vec<CsvField<'a>> {
+    let params = d * p.width + p.width + p.width * p.width + p.width + p.width * c + c;
+    let gflops = gradient_flops(n, d, p.width, c) / (s.untracked_ms.median * 1e-3) / 1e9;
+    vec![
+        CsvField::from(p.dataset.as_str()),
+        n.into(),
+        p.width.into(),
+        params.into(),
+        p.threads.into(),
+        p.tracker.name().into(),
+        p.eig_every.into(),
+        s.steps.into(),
+        s.step_ms.median.into(),
+        s.step_ms.p10.into(),
+        s.step_ms.p90.into(),
+        s.untracked_ms.median.into(),
+        s.untracked_ms.p10.into(),
+        s.untracked_ms.p90.into(),
+        s.eig_ms.map(|e| e.median).into(),
+        s.products.map(|e| e.median).into(),
+        s.products.map(|e| e.p90).into(),
+        s.overhead.map(|e| e.median).into(),
+        s.cost_ratio.into(),
+        gflops.into(),
+        s.last_sharpness.into(),
+        peak_rss_mb.into(),
+    ]
+}
+
+/// The process's peak resident memory in MB (`VmHWM` of `/proc/self/status`; `None` off Linux).
+pub fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grid() -> Grid {
+        Grid {
+            widths: vec![8, 16],
+            threads: vec![1, 2],
+            datasets: vec!["synthetic-50".into()],
+            trackers: vec![TrackerChoice::None, TrackerChoice::History],
+            eig_every: vec![1, 10],
+        }
+    }
+
+    #[test]
+    fn the_untracked_step_is_one_point_per_network_and_thread_count() {
+        let g = grid();
+        g.validate().unwrap();
+        let pts = g.points();
+        // 2 widths × 2 thread counts × (none + history × 2 cadences).
+        assert_eq!(pts.len(), 12);
+        let untracked = pts.iter().filter(|p| p.tracker == TrackerChoice::None);
+        assert!(untracked.clone().all(|p| p.eig_every == 1));
+        assert_eq!(untracked.count(), 4);
+    }
+
+    #[test]
+    fn bad_grids_are_named() {
+        let mut g = grid();
+        g.widths.clear();
+        assert_eq!(g.validate(), Err(GridError::Empty("widths")));
+        let mut g = grid();
+        g.threads.push(0);
+        assert_eq!(g.validate(), Err(GridError::Zero("threads")));
+        let mut g = grid();
+        g.trackers = vec![TrackerChoice::None];
+        assert!(matches!(
+            g.validate(),
+            Err(GridError::CadenceWithoutTracker(_))
+        ));
+    }
+
+    #[test]
+    fn the_time_model_scales_with_size_and_cadence() {
+        let p = |width, tracker, eig_every| Point {
+            width,
+            threads: 1,
+            dataset: "x".into(),
+            tracker,
+            eig_every,
+        };
+        let t = |q: &Point, n| estimate_seconds(q, n, 3072, 10, 10, 50.0);
+        let base = p(200, TrackerChoice::None, 1);
+        assert!((t(&base, 10_000) / t(&base, 5000) - 2.0).abs() < 1e-12);
+        assert!(t(&p(400, TrackerChoice::None, 1), 5000) > 1.9 * t(&base, 5000));
+        let every = t(&p(200, TrackerChoice::History, 1), 5000);
+        let tenth = t(&p(200, TrackerChoice::History, 10), 5000);
+        assert!(every > tenth && tenth > t(&base, 5000));
+    }
+
+    #[test]
+    fn a_point_runs_and_its_row_fills_the_header() {
+        let ds = crate::data::synthetic(60, 12, 3, 1);
+        let p = Point {
+            width: 8,
+            threads: 2,
+            dataset: "synthetic-60".into(),
+            tracker: TrackerChoice::History,
+            eig_every: 1,
+        };
+        let s = run_point(&ds, &p, None, 1, 3, 0.1, LanczosParams::default()).unwrap();
+        assert_eq!((s.steps, s.estimates), (3, 3));
+        let r = row(&p, 60, 12, 3, &s, peak_rss_mb());
+        assert_eq!(r.len(), COLUMNS.len());
+        let spec = network(12, 8, 3).unwrap();
+        assert_eq!(r[3], CsvField::UInt(spec.num_params() as u64));
+        // A start of the wrong size is an error, not a silent re-initialization.
+        let bad = run_point(
+            &ds,
+            &p,
+            Some(&[0.0; 5]),
+            1,
+            3,
+            0.1,
+            LanczosParams::default(),
+        );
+        assert!(matches!(bad, Err(TrainError::Config(_))));
+    }
+}
