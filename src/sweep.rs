@@ -7,7 +7,7 @@
 //! (e.g. the end of a `train` run: the edge of stability). Results are one row per point
 //! ([`COLUMNS`], [`row`]); the time model ([`estimate_seconds`]) sizes a grid before it runs.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::data::Dataset;
 use crate::eig::LanczosParams;
@@ -28,7 +28,7 @@ pub struct Grid {
 }
 
 /// One grid point.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Point {
     pub width: usize,
     pub threads: usize,
@@ -177,6 +177,58 @@ pub fn run_point(
     })
 }
 
+/// A point as `sweep.json` keeps it (the fields a comparison reads).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SavedRow {
+    pub point: Point,
+    pub n: usize,
+    pub stats: WindowStats,
+}
+
+/// `sweep.json`'s rows, from its text.
+pub fn saved_rows(json: &str) -> Result<Vec<SavedRow>, serde_json::Error> {
+    #[derive(Deserialize)]
+    struct File {
+        rows: Vec<SavedRow>,
+    }
+    serde_json::from_str::<File>(json).map(|f| f.rows)
+}
+
+/// A point measured in two sweeps.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Change {
+    pub point: Point,
+    pub n: usize,
+    /// Median step time (ms, estimates included) before and after.
+    pub old_ms: f64,
+    pub new_ms: f64,
+    /// `new_ms / old_ms`.
+    pub ratio: f64,
+    /// Slower by at least the threshold.
+    pub regressed: bool,
+}
+
+/// The points of `new` also in `old` (same point and data-set size), with their median step
+/// times; a ratio of at least `1 + threshold` is a regression. Points in one sweep only are
+/// left out.
+pub fn compare(old: &[SavedRow], new: &[SavedRow], threshold: f64) -> Vec<Change> {
+    new.iter()
+        .filter_map(|b| {
+            let a = old.iter().find(|a| a.point == b.point && a.n == b.n)?;
+            let (old_ms, new_ms) = (a.stats.step_ms.median, b.stats.step_ms.median);
+            let ratio = new_ms / old_ms;
+            Some(Change {
+                point: b.point.clone(),
+                n: b.n,
+                old_ms,
+                new_ms,
+                ratio,
+                regressed: ratio >= 1.0 + threshold,
+            })
+        })
+        .collect()
+}
+
 /// `sweep.csv`'s header.
 pub const COLUMNS: [&str; 22] = [
     "dataset",
@@ -273,6 +325,37 @@ mod tests {
         let untracked = pts.iter().filter(|p| p.tracker == TrackerChoice::None);
         assert!(untracked.clone().all(|p| p.eig_every == 1));
         assert_eq!(untracked.count(), 4);
+    }
+
+    #[test]
+    fn comparisons_match_points_and_flag_slowdowns() {
+        let ds = crate::data::synthetic(40, 6, 3, 1);
+        let p = Point {
+            width: 4,
+            threads: 1,
+            dataset: "synthetic-40".into(),
+            tracker: TrackerChoice::None,
+            eig_every: 1,
+        };
+        let stats = run_point(&ds, &p, None, 0, 2, 0.1, LanczosParams::default()).unwrap();
+        let row = |ms: f64, width: usize| {
+            let mut s = stats.clone();
+            s.step_ms.median = ms;
+            SavedRow {
+                point: Point { width, ..p.clone() },
+                n: 40,
+                stats: s,
+            }
+        };
+        let old = vec![row(10.0, 4), row(10.0, 8)];
+        let new = vec![row(10.4, 4), row(11.0, 8), row(5.0, 16)];
+        let c = compare(&old, &new, 0.05);
+        assert_eq!(c.len(), 2, "the width-16 point is new");
+        assert!(!c[0].regressed && c[1].regressed);
+        assert!((c[1].ratio - 1.1).abs() < 1e-12);
+        // Through sweep.json's layout.
+        let json = serde_json::json!({ "meta": {}, "rows": old }).to_string();
+        assert_eq!(saved_rows(&json).unwrap(), old);
     }
 
     #[test]

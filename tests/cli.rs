@@ -890,6 +890,53 @@ fn sweep_measures_every_point_of_its_grid() {
     assert_eq!(json["rows"].as_array().unwrap().len(), 8);
     assert!(json["meta"]["git_revision"].is_string());
     assert_eq!(json["window"]["steps"], 3);
+
+    // --compare: a sweep against itself regresses nowhere; one twice as slow everywhere does.
+    let old = dir.join("sweep.json");
+    let old = old.to_str().unwrap();
+    let same = [
+        "--json",
+        "sweep",
+        "--compare",
+        old,
+        "--against",
+        old,
+        "--fail-on-regression",
+    ];
+    let c = serde_json::from_str::<Value>(&succeeded(&run(&same))).unwrap();
+    let changes = c["changes"].as_array().unwrap();
+    assert_eq!(changes.len(), 8);
+    assert!(changes
+        .iter()
+        .all(|ch| ch["ratio"] == 1.0 && ch["regressed"] == false));
+    let mut slow = json.clone();
+    for r in slow["rows"].as_array_mut().unwrap() {
+        let m = r["stats"]["step_ms"]["median"].as_f64().unwrap();
+        r["stats"]["step_ms"]["median"] = (2.0 * m).into();
+    }
+    let slow_path = scratch.path.join("slow.json");
+    std::fs::write(&slow_path, slow.to_string()).unwrap();
+    let slow_path = slow_path.to_str().unwrap();
+    let args = ["sweep", "--compare", old, "--against", slow_path];
+    assert_contains(&succeeded(&run(&args)), &["SLOWER", "8 common points"]);
+    let args = [
+        "sweep",
+        "--compare",
+        old,
+        "--against",
+        slow_path,
+        "--fail-on-regression",
+    ];
+    let err = failed_with(&run(&args), 1);
+    assert_contains(&err, &["regressed"]);
+    let args = [
+        "sweep",
+        "--compare",
+        slow_path.trim_end_matches(".json"),
+        "--against",
+        old,
+    ];
+    assert_contains(&failed_with(&run(&args), 1), &["cannot read", "sweep.json"]);
 }
 
 #[test]

@@ -82,7 +82,67 @@ pub struct SweepArgs {
     /// Print the grid and its estimated time, run nothing
     #[arg(long)]
     pub dry_run: bool,
+
+    /// Compare with an older sweep.json: points ≥ 5 % slower are flagged
+    #[arg(long, value_name = "OLD.json")]
+    pub compare: Option<PathBuf>,
+
+    /// With --compare: compare this sweep.json instead of running the grid
+    #[arg(long, value_name = "NEW.json", requires = "compare")]
+    pub against: Option<PathBuf>,
+
+    /// With --compare: exit non-zero when a point regressed
+    #[arg(long, requires = "compare")]
+    pub fail_on_regression: bool,
 }
+
+/// The rows of a sweep.json, with the file named in any error.
+fn read_rows(path: &std::path::Path) -> Result<Vec<sweep::SavedRow>, CliError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        CliError::Sweep(format!(
+            "cannot read {}: {e}. Fix: pass the sweep.json of an earlier eosbench sweep",
+            path.display()
+        ))
+    })?;
+    sweep::saved_rows(&text).map_err(|e| {
+        CliError::Sweep(format!(
+            "{} is not a sweep.json of eosbench sweep: {e}",
+            path.display()
+        ))
+    })
+}
+
+/// The regression table of `new` against `old`, and whether any point regressed.
+fn comparison(
+    old: &std::path::Path,
+    new: &[sweep::SavedRow],
+) -> Result<(String, serde_json::Value, bool), CliError> {
+    let changes = sweep::compare(&read_rows(old)?, new, REGRESSION);
+    let mut text = format!(
+        "against {}: {} common points\ndataset         h     threads tracker  every  old ms    new ms    ratio\n",
+        old.display(),
+        changes.len()
+    );
+    for c in &changes {
+        text.push_str(&format!(
+            "{:<15} {:<5} {:<7} {:<8} {:<6} {:<9.2} {:<9.2} {:.3}{}\n",
+            c.point.dataset,
+            c.point.width,
+            c.point.threads,
+            c.point.tracker.name(),
+            c.point.eig_every,
+            c.old_ms,
+            c.new_ms,
+            c.ratio,
+            if c.regressed { "  SLOWER" } else { "" }
+        ));
+    }
+    let regressed = changes.iter().any(|c| c.regressed);
+    Ok((text, json!(changes), regressed))
+}
+
+/// A point this much slower (median step time) is a regression.
+const REGRESSION: f64 = 0.05;
 
 fn parse_tracker(s: &str) -> Result<TrackerChoice, String> {
     TrackerChoice::parse(s).ok_or_else(|| {
@@ -133,6 +193,14 @@ fn calibrate() -> f64 {
 }
 
 pub fn sweep_run(args: &SweepArgs, ctx: &Context) -> Result<Output, CliError> {
+    if let (Some(old), Some(new)) = (&args.compare, &args.against) {
+        let (text, json, regressed) = comparison(old, &read_rows(new)?)?;
+        let mut output = Output::ok(text, json!({ "changes": json }));
+        if regressed && args.fail_on_regression {
+            output.failure = Some(CliError::Sweep("a point regressed by ≥ 5 %".into()));
+        }
+        return Ok(output);
+    }
     let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
     let threads = if args.thread_counts.is_empty() {
         std::iter::successors(Some(1usize), |t| Some(t * 2))
@@ -266,6 +334,7 @@ pub fn sweep_run(args: &SweepArgs, ctx: &Context) -> Result<Output, CliError> {
     };
     let t0 = Instant::now();
     let mut rows = Vec::new();
+    let mut saved = Vec::new();
     let mut loaded: Option<(String, Dataset)> = None;
     for (p, e) in points.iter().zip(&est) {
         bar.set_message(format!(
@@ -301,6 +370,11 @@ pub fn sweep_run(args: &SweepArgs, ctx: &Context) -> Result<Output, CliError> {
         csv.write_row(&sweep::row(p, ds.n, ds.d, ds.classes, &stats, rss))
             .map_err(out)?;
         rows.push(json!({ "point": p, "n": ds.n, "stats": stats, "peak_rss_mb": rss }));
+        saved.push(sweep::SavedRow {
+            point: p.clone(),
+            n: ds.n,
+            stats,
+        });
         bar.inc((e * 1e3) as u64);
     }
     bar.finish_and_clear();
@@ -345,6 +419,17 @@ pub fn sweep_run(args: &SweepArgs, ctx: &Context) -> Result<Output, CliError> {
             ),
         ),
     ]));
-    let json = json!({ "run_dir": dir.path(), "rows": rows, "seconds": seconds });
-    Ok(Output::ok(text, json))
+    let mut json = json!({ "run_dir": dir.path(), "rows": rows, "seconds": seconds });
+    let mut regressed = false;
+    if let Some(old) = &args.compare {
+        let (t, changes, r) = comparison(old, &saved)?;
+        text.push_str(&t);
+        json["changes"] = changes;
+        regressed = r;
+    }
+    let mut output = Output::ok(text, json);
+    if regressed && args.fail_on_regression {
+        output.failure = Some(CliError::Sweep("a point regressed by ≥ 5 %".into()));
+    }
+    Ok(output)
 }

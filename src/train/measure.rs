@@ -7,7 +7,7 @@
 //! estimate, measured in the same step: the overhead ratio `t_step / (t_step − t_eig)` is
 //! interleaved by construction and stable on a shared machine.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{gradient_descent, GdConfig, Recorder, Tracking, TrainError};
 use crate::eig::{LanczosParams, Strategy, TrackerParams};
@@ -16,7 +16,7 @@ use crate::par::Par;
 use crate::real::Real;
 
 /// The trackers a window can run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum TrackerChoice {
     /// No estimates: the plain gradient-descent step.
@@ -83,7 +83,7 @@ impl TrackerChoice {
 }
 
 /// Median, spread and extremes of a sample.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
     pub median: f64,
     pub p10: f64,
@@ -130,7 +130,7 @@ pub struct Window {
 }
 
 /// What a window measured.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct WindowStats {
     pub steps: usize,
     /// Whole steps (their estimates included), ms.
