@@ -34,7 +34,10 @@ fn bench_step(c: &mut Criterion) {
             if p.spec == spec {
                 starts.push(("edge", p.data));
             } else {
-                println!("{path} holds {}: no edge benchmarks at h = {h}", p.spec.describe());
+                println!(
+                    "{path} holds {}: no edge benchmarks at h = {h}",
+                    p.spec.describe()
+                );
             }
         }
         for (start, p0) in &starts {

@@ -55,7 +55,9 @@ pub struct SolverArgs {
     #[arg(long, default_value_t = 1)]
     pub block: usize,
 
-    /// Relative residual tolerance ‖Hy − θy‖ ≤ tol·|θ|
+    /// Relative tolerance: the residual ‖Hy − θy‖ ≤ tol·|θ| (sharpness; train with --stop
+    /// residual or --tracker lanczos), or the certified eigenvalue error bound ≤ tol·θ (train
+    /// with --stop bound, the default)
     #[arg(long, default_value_t = 1e-3)]
     pub tol: f64,
 
