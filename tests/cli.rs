@@ -890,6 +890,28 @@ fn sweep_measures_every_point_of_its_grid() {
     assert_eq!(json["rows"].as_array().unwrap().len(), 8);
     assert!(json["meta"]["git_revision"].is_string());
     assert_eq!(json["window"]["steps"], 3);
+    // One data set: no size axis; the other figures are drawn, and redrawn from sweep.json.
+    let figures = [
+        "overhead-vs-width.svg",
+        "speedup-vs-threads.svg",
+        "products.svg",
+    ];
+    for f in figures {
+        let svg = std::fs::read_to_string(dir.join(f)).unwrap();
+        assert_contains(&svg, &["<svg", "history"]);
+        std::fs::remove_file(dir.join(f)).unwrap();
+    }
+    assert!(!dir.join("step-vs-n.svg").exists());
+    let sj = dir.join("sweep.json");
+    let p = serde_json::from_str::<Value>(&succeeded(&run(&[
+        "--json",
+        "sweep",
+        "--plot",
+        sj.to_str().unwrap(),
+    ])))
+    .unwrap();
+    assert_eq!(p["figures"].as_array().unwrap().len(), 3);
+    assert!(figures.iter().all(|f| dir.join(f).exists()));
 
     // --compare: a sweep against itself regresses nowhere; one twice as slow everywhere does.
     let old = dir.join("sweep.json");

@@ -94,6 +94,10 @@ pub struct SweepArgs {
     /// With --compare: exit non-zero when a point regressed
     #[arg(long, requires = "compare")]
     pub fail_on_regression: bool,
+
+    /// Redraw the figures of an earlier sweep.json (beside it) instead of running the grid
+    #[arg(long, value_name = "SWEEP.json", conflicts_with = "compare")]
+    pub plot: Option<PathBuf>,
 }
 
 /// The rows of a sweep.json, with the file named in any error.
@@ -193,6 +197,15 @@ fn calibrate() -> f64 {
 }
 
 pub fn sweep_run(args: &SweepArgs, ctx: &Context) -> Result<Output, CliError> {
+    if let Some(path) = &args.plot {
+        let dir = path.parent().unwrap_or(std::path::Path::new("."));
+        let figures = sweep::figures(dir, &read_rows(path)?).map_err(CliError::Output)?;
+        let text = key_values(&[
+            ("dir", dir.display().to_string()),
+            ("figures", figures.join(" ")),
+        ]);
+        return Ok(Output::ok(text, json!({ "dir": dir, "figures": figures })));
+    }
     if let (Some(old), Some(new)) = (&args.compare, &args.against) {
         let (text, json, regressed) = comparison(old, &read_rows(new)?)?;
         let mut output = Output::ok(text, json!({ "changes": json }));
@@ -388,6 +401,7 @@ pub fn sweep_run(args: &SweepArgs, ctx: &Context) -> Result<Output, CliError> {
     )
     .map_err(out)?;
 
+    let figures = sweep::figures(dir.path(), &saved).map_err(out)?;
     let mut text = String::new();
     text.push_str(
         "dataset         h     threads tracker  every  step ms  untracked ms  products  overhead\n",
@@ -411,6 +425,7 @@ pub fn sweep_run(args: &SweepArgs, ctx: &Context) -> Result<Output, CliError> {
     }
     text.push_str(&key_values(&[
         ("run", dir.path().display().to_string()),
+        ("figures", figures.join(" ")),
         (
             "took",
             format!(

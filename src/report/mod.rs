@@ -20,7 +20,7 @@ mod tables;
 pub use meta::{
     build_info, format_rfc3339_utc, format_run_id_utc, utc_civil, BuildInfo, RunMeta, UtcCivil,
 };
-pub use plot::{training_figure, RunCurves};
+pub use plot::{line_figure, training_figure, RunCurves, Series};
 pub use run_dir::{CsvField, CsvWriter, RunDir};
 pub use tables::{eig_columns, eig_row, step_row, STEP_COLUMNS};
 

@@ -142,3 +142,87 @@ fn draw(svg: &mut String, title: &str, runs: &[RunCurves<'_>]) -> DrawResult {
     root.present()?;
     Ok(())
 }
+
+/// One line of [`line_figure`]: points `(x, y)` in drawing order; non-finite ones are left out.
+pub struct Series {
+    pub label: String,
+    pub points: Vec<(f64, f64)>,
+    /// Drawn dashed (a reference line, e.g. proportional scaling).
+    pub dashed: bool,
+}
+
+/// A single-panel line chart (SVG, atomically): `series` over `0 ..= max x` and
+/// `0 ..= 1.1 · max y`, with markers at the points, axes named `x_desc` and `y_desc`.
+pub fn line_figure(
+    path: &Path,
+    title: &str,
+    x_desc: &str,
+    y_desc: &str,
+    series: &[Series],
+) -> io::Result<()> {
+    let mut svg = String::new();
+    draw_lines(&mut svg, title, x_desc, y_desc, series).map_err(|e| {
+        io::Error::other(format!("cannot draw the figure '{}': {e}", path.display()))
+    })?;
+    atomic_write(path, svg.as_bytes())
+}
+
+fn draw_lines(
+    svg: &mut String,
+    title: &str,
+    x_desc: &str,
+    y_desc: &str,
+    series: &[Series],
+) -> DrawResult {
+    let pts: Vec<Vec<(f64, f64)>> = series.iter().map(|s| finite(&s.points)).collect();
+    let max_x = pts
+        .iter()
+        .flatten()
+        .map(|p| p.0)
+        .fold(0.0, f64::max)
+        .max(1e-12);
+    let max_y = pts
+        .iter()
+        .flatten()
+        .map(|p| p.1)
+        .fold(0.0, f64::max)
+        .max(1e-12);
+    let root = SVGBackend::with_string(svg, (900, 560)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let root = root.titled(title, ("sans-serif", 20))?;
+    let mut chart = ChartBuilder::on(&root)
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(64)
+        .build_cartesian_2d(0.0..max_x * 1.05, 0.0..max_y * 1.1)?;
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .draw()?;
+    for (i, (s, p)) in series.iter().zip(&pts).enumerate() {
+        let color = COLORS[i % COLORS.len()];
+        if s.dashed {
+            let line = DashedLineSeries::new(p.iter().copied(), 8, 6, color.stroke_width(1));
+            chart
+                .draw_series(line)?
+                .label(s.label.clone())
+                .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color));
+        } else {
+            chart
+                .draw_series(LineSeries::new(p.iter().copied(), color.stroke_width(2)))?
+                .label(s.label.clone())
+                .legend(move |(x, y)| {
+                    PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2))
+                });
+            chart.draw_series(p.iter().map(|&q| Circle::new(q, 3, color.filled())))?;
+        }
+    }
+    legend_on(&mut chart)?;
+    root.present()?;
+    Ok(())
+}
+
+fn legend_on<'a, 'b: 'a>(chart: &mut Panel<'a, 'b>) -> DrawResult {
+    legend(chart, SeriesLabelPosition::UpperLeft)
+}
