@@ -267,6 +267,18 @@ pub fn figures(dir: &std::path::Path, rows: &[SavedRow]) -> std::io::Result<Vec<
         .find(|r| r.n == ref_n)
         .map_or(String::new(), |r| r.point.dataset.clone());
     let mut written = Vec::new();
+    // Each figure: written into `dir`, its name kept.
+    let draw = |written: &mut Vec<String>,
+                name: &str,
+                title: &str,
+                x_desc: &str,
+                y_desc: &str,
+                series: &[Series]|
+     -> std::io::Result<()> {
+        line_figure(&dir.join(name), title, x_desc, y_desc, series)?;
+        written.push(name.to_string());
+        Ok(())
+    };
 
     let mut g: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
     for r in reference().filter(|r| r.point.tracker != TrackerChoice::None) {
@@ -283,15 +295,14 @@ pub fn figures(dir: &std::path::Path, rows: &[SavedRow]) -> std::io::Result<Vec<
         }
     }
     if !g.is_empty() {
-        let name = "overhead-vs-width.svg";
-        line_figure(
-            &dir.join(name),
+        draw(
+            &mut written,
+            "overhead-vs-width.svg",
             &format!("tracked / untracked step, {data}"),
             "hidden width h",
             "tracked step / untracked step (median)",
             &series_of(g),
         )?;
-        written.push(name.to_string());
     }
 
     let mut g: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
@@ -327,15 +338,14 @@ pub fn figures(dir: &std::path::Path, rows: &[SavedRow]) -> std::io::Result<Vec<
             points: ideal,
             dashed: true,
         });
-        let name = "speedup-vs-threads.svg";
-        line_figure(
-            &dir.join(name),
+        draw(
+            &mut written,
+            "speedup-vs-threads.svg",
             &format!("speed-up over {min_t} thread(s), {data}"),
             "threads",
             "speed-up of the step (median)",
             &series,
         )?;
-        written.push(name.to_string());
     }
 
     let mut g: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
@@ -367,15 +377,14 @@ pub fn figures(dir: &std::path::Path, rows: &[SavedRow]) -> std::io::Result<Vec<
             })
             .collect();
         series.extend(proportional);
-        let name = "step-vs-n.svg";
-        line_figure(
-            &dir.join(name),
+        draw(
+            &mut written,
+            "step-vs-n.svg",
             &format!("untracked step against the data-set size, {max_t} thread(s)"),
             "examples n",
             "untracked step (ms, median)",
             &series,
         )?;
-        written.push(name.to_string());
     }
 
     let mut g: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
@@ -388,15 +397,14 @@ pub fn figures(dir: &std::path::Path, rows: &[SavedRow]) -> std::io::Result<Vec<
         }
     }
     if !g.is_empty() {
-        let name = "products.svg";
-        line_figure(
-            &dir.join(name),
+        draw(
+            &mut written,
+            "products.svg",
             &format!("curvature products per estimate, {data}, {max_t} thread(s)"),
             "hidden width h",
             "products per estimate (median)",
             &series_of(g),
         )?;
-        written.push(name.to_string());
     }
     Ok(written)
 }

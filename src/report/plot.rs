@@ -218,11 +218,7 @@ fn draw_lines(
             chart.draw_series(p.iter().map(|&q| Circle::new(q, 3, color.filled())))?;
         }
     }
-    legend_on(&mut chart)?;
+    legend(&mut chart, SeriesLabelPosition::UpperLeft)?;
     root.present()?;
     Ok(())
-}
-
-fn legend_on<'a, 'b: 'a>(chart: &mut Panel<'a, 'b>) -> DrawResult {
-    legend(chart, SeriesLabelPosition::UpperLeft)
 }
