@@ -839,6 +839,76 @@ fn a_signal_stops_training_with_its_files_complete() {
     }
 }
 
+/// Ctrl-C ends a sweep after its current point: sweep.csv, sweep.json (marked interrupted) and
+/// the figures hold the points done, and the exit status is 130.
+#[test]
+fn a_signal_stops_a_sweep_with_the_points_done() {
+    let scratch = ScratchDir::new("sweep-signal").unwrap();
+    let root = scratch.path.to_str().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_eosbench"))
+        .args(["--json", "sweep", "--results", root, "--run-id", "sig"])
+        .args(["--datasets", "synthetic-200", "--thread-counts", "1"])
+        .args([
+            "--widths",
+            "8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25",
+        ])
+        .args([
+            "--trackers",
+            "none,history",
+            "--steps",
+            "400",
+            "--warmup",
+            "0",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // RESULTS/sweep/HOST/sig, HOST as the sweep spells this machine's name.
+    let csv = || -> Option<std::path::PathBuf> {
+        let host = std::fs::read_dir(scratch.path.join("sweep"))
+            .ok()?
+            .next()?
+            .ok()?;
+        Some(host.path().join("sig").join("sweep.csv"))
+    };
+    let t0 = std::time::Instant::now();
+    while csv()
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .map_or(0, |s| s.lines().count())
+        < 3
+    {
+        assert!(t0.elapsed().as_secs() < 120, "the sweep did not start");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let t1 = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if t1.elapsed().as_secs() > 60 {
+            child.kill().unwrap();
+            panic!("SIGINT did not stop the sweep");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert_contains(&err, &["interrupted by a signal", "of 36 points"]);
+    let dir = csv().unwrap().parent().unwrap().to_path_buf();
+    let json: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("sweep.json")).unwrap()).unwrap();
+    assert_eq!(json["interrupted"], true);
+    let done = json["rows"].as_array().unwrap().len();
+    assert!((2..36).contains(&done), "{done} points done");
+    assert_eq!(csv_rows(&dir.join("sweep.csv")).len(), done + 1);
+    assert!(dir.join("products.svg").is_file() && dir.join("products.png").is_file());
+}
+
 /// The overhead harness on a small synthetic grid: one streamed row per point, untracked points
 /// without products, tracked ones with products and an overhead ≥ 1, and sweep.json with the
 /// machine and every point; a dry run estimates and runs nothing.
@@ -900,6 +970,7 @@ fn sweep_measures_every_point_of_its_grid() {
         let svg = std::fs::read_to_string(dir.join(f)).unwrap();
         assert_contains(&svg, &["<svg", "history"]);
         std::fs::remove_file(dir.join(f)).unwrap();
+        assert!(dir.join(f.replace(".svg", ".png")).is_file(), "{f} as PNG");
     }
     assert!(!dir.join("step-vs-n.svg").exists());
     let sj = dir.join("sweep.json");
@@ -979,6 +1050,36 @@ fn sweep_rejects_bad_grids_and_mismatched_checkpoints() {
     assert_contains(&err, &["--eig-every", "tracker"]);
     let err = failed_with(&run(&["sweep", "--dry-run", "--trackers", "arpack"]), 2);
     assert_contains(&err, &["arpack", "history"]);
+    let err = failed_with(
+        &run(&["sweep", "--dry-run", "--track-on", "cifar10-50k"]),
+        1,
+    );
+    assert_contains(&err, &["--track-on", "cifar10-50k", "cifar10-5k"]);
+    // The default grid tracks on the data set nearest 5000 examples only; `all` tracks on each.
+    let points = |extra: &[&str]| {
+        let mut args = vec!["--json", "sweep", "--dry-run", "--widths", "100"];
+        args.extend(["--thread-counts", "1", "--trackers", "none,history"]);
+        args.extend(extra);
+        let v: Value = serde_json::from_str(&succeeded(&run(&args))).unwrap();
+        let pts = v["points"].as_array().unwrap().clone();
+        pts.iter()
+            .map(|p| format!("{} {}", p["dataset"].as_str().unwrap(), p["tracker"]))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        points(&[]),
+        [
+            "cifar10-1k \"none\"",
+            "cifar10-5k \"none\"",
+            "cifar10-5k \"history\"",
+            "cifar10-10k \"none\""
+        ]
+    );
+    assert_eq!(points(&["--track-on", "all"]).len(), 6);
+    assert_eq!(
+        points(&["--track-on", "cifar10-1k"])[1],
+        "cifar10-1k \"history\""
+    );
     // A checkpoint of width 16 against a grid of width 8.
     let scratch = ScratchDir::new("sweep-from").unwrap();
     let ck = scratch.path.join("w16.safetensors");

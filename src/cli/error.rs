@@ -37,6 +37,17 @@ pub enum CliError {
     )]
     Interrupted { run_dir: PathBuf, step: usize },
 
+    /// A signal stopped a sweep between points; its files hold the points done.
+    #[error(
+        "interrupted by a signal after {done} of {points} points; sweep.csv, sweep.json and the \
+         figures hold those points in {run_dir}"
+    )]
+    SweepInterrupted {
+        run_dir: PathBuf,
+        done: usize,
+        points: usize,
+    },
+
     /// The network's input width differs from the dataset's feature count.
     #[error(
         "the network {spec} takes inputs of dimension {input_dim}, but dataset '{dataset}' has \
@@ -107,7 +118,7 @@ impl CliError {
     /// interrupted run, 1 otherwise.
     pub fn exit_code(&self) -> u8 {
         match self {
-            CliError::Interrupted { .. } => 130,
+            CliError::Interrupted { .. } | CliError::SweepInterrupted { .. } => 130,
             _ => 1,
         }
     }

@@ -1,10 +1,13 @@
 //! `eosbench sweep`: the overhead harness over a grid of widths × thread counts × data sets ×
 //! trackers × cadences (`crate::sweep`), into `<results>/sweep/<host>/<run-id>/`: `sweep.csv`
-//! streamed row by row (a killed sweep keeps the points it finished) and `sweep.json` (machine,
-//! grid, window and every point's statistics) at the end.
+//! streamed row by row (a killed sweep keeps the points it finished), `sweep.json` (machine,
+//! grid, window and every point's statistics) and the figures at the end. The first Ctrl-C (or
+//! SIGTERM) ends the sweep after the current point and still writes `sweep.json` and the
+//! figures of the points done; a second one exits at once (the CSV keeps every finished row).
 
 use std::path::PathBuf;
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Once;
 
 use clap::Args;
 use serde_json::json;
@@ -12,12 +15,12 @@ use serde_json::json;
 use super::args::DatasetChoice;
 use super::train_cmd::parse_rate;
 use super::{key_values, progress, CliError, Context, Output};
-use crate::data::{synthetic, DataDir, Dataset, Subset};
+use crate::data::{synthetic, DataDir, DataError, Dataset};
 use crate::eig::LanczosParams;
-use crate::model::load_checkpoint;
-use crate::report::{RunDir, RunMeta};
+use crate::report::{CsvWriter, RunDir, RunMeta};
 use crate::sweep::{self, Grid, Point};
 use crate::train::TrackerChoice;
+use indicatif::ProgressBar;
 
 #[derive(Args, Clone, Debug)]
 pub struct SweepArgs {
@@ -36,6 +39,17 @@ pub struct SweepArgs {
         default_value = "cifar10-1k,cifar10-5k,cifar10-10k"
     )]
     pub datasets: Vec<DatasetChoice>,
+
+    /// Data sets whose points run the trackers: `reference` (the one nearest 5000 examples),
+    /// `all`, or names from --datasets. The others measure the untracked step only (the step
+    /// time against n)
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "reference",
+        value_name = "NAMES"
+    )]
+    pub track_on: Vec<String>,
 
     /// Trackers: none (untracked), cold (Lanczos from random starts), lanczos (warm), history,
     /// lobpcg
@@ -116,33 +130,18 @@ fn read_rows(path: &std::path::Path) -> Result<Vec<sweep::SavedRow>, CliError> {
     })
 }
 
-/// The regression table of `new` against `old`, and whether any point regressed.
+/// The regression table of `new` against `old`, its JSON, and whether any point regressed.
 fn comparison(
     old: &std::path::Path,
     new: &[sweep::SavedRow],
 ) -> Result<(String, serde_json::Value, bool), CliError> {
     let changes = sweep::compare(&read_rows(old)?, new, REGRESSION);
-    let mut text = format!(
-        "against {}: {} common points\ndataset         h     threads tracker  every  old ms    new ms    ratio\n",
-        old.display(),
-        changes.len()
-    );
-    for c in &changes {
-        text.push_str(&format!(
-            "{:<15} {:<5} {:<7} {:<8} {:<6} {:<9.2} {:<9.2} {:.3}{}\n",
-            c.point.dataset,
-            c.point.width,
-            c.point.threads,
-            c.point.tracker.name(),
-            c.point.eig_every,
-            c.old_ms,
-            c.new_ms,
-            c.ratio,
-            if c.regressed { "  SLOWER" } else { "" }
-        ));
-    }
     let regressed = changes.iter().any(|c| c.regressed);
-    Ok((text, json!(changes), regressed))
+    Ok((
+        sweep::change_table(old, &changes),
+        json!(changes),
+        regressed,
+    ))
 }
 
 /// A point this much slower (median step time) is a regression.
@@ -158,17 +157,11 @@ fn parse_tracker(s: &str) -> Result<TrackerChoice, String> {
 fn examples(d: &DatasetChoice) -> usize {
     match d {
         DatasetChoice::Synthetic(n) => *n,
-        DatasetChoice::Cifar(name) => match name.subset {
-            Subset::First(n) | Subset::Balanced(n) => n,
-            Subset::All => match name.split {
-                crate::data::Split::Train => 50_000,
-                crate::data::Split::Test => 10_000,
-            },
-        },
+        DatasetChoice::Cifar(name) => name.examples(),
     }
 }
 
-fn load(d: &DatasetChoice, dir: &DataDir) -> Result<Dataset, CliError> {
+fn load(d: &DatasetChoice, dir: &DataDir) -> Result<Dataset, DataError> {
     Ok(match d {
         DatasetChoice::Cifar(name) => name.load(dir)?,
         DatasetChoice::Synthetic(n) => {
@@ -179,20 +172,66 @@ fn load(d: &DatasetChoice, dir: &DataDir) -> Result<Dataset, CliError> {
     })
 }
 
-/// GFLOP/s of one thread on a small gradient (for the time estimate only).
-fn calibrate() -> f64 {
-    let (n, h) = (400, 100);
-    let ds = synthetic(n, 3072, 10, 0);
-    let p = Point {
-        width: h,
-        threads: 1,
-        dataset: "calibration".into(),
-        tracker: TrackerChoice::None,
-        eig_every: 1,
-    };
-    match sweep::run_point(&ds, &p, None, 1, 3, 0.01, LanczosParams::default()) {
-        Ok(s) => sweep::gradient_flops(n, 3072, h, 10) / (s.untracked_ms.median * 1e-3) / 1e9,
-        Err(_) => 20.0,
+/// `--track-on` as data-set names.
+fn tracked(args: &SweepArgs) -> Vec<String> {
+    let names = || args.datasets.iter().map(|d| d.to_string());
+    match args.track_on.as_slice() {
+        [one] if one == "all" => names().collect(),
+        [one] if one == "reference" => args
+            .datasets
+            .iter()
+            .min_by_key(|d| examples(d).abs_diff(5000))
+            .map(|d| vec![d.to_string()])
+            .unwrap_or_default(),
+        list => list.to_vec(),
+    }
+}
+
+/// Set by the first Ctrl-C (or SIGTERM, SIGHUP): the sweep ends after its current point.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+/// Routes the termination signals to [`STOP`], once per process; a second signal exits at once
+/// (status 130). Without a handler (another was set first) a signal kills the sweep, whose CSV
+/// keeps every finished row.
+fn catch_signals() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let set = ctrlc::set_handler(|| {
+            if STOP.swap(true, Ordering::SeqCst) {
+                std::process::exit(130);
+            }
+        });
+        if let Err(e) = set {
+            eprintln!("warning: Ctrl-C will end the sweep without its sweep.json ({e})");
+        }
+    });
+    STOP.store(false, Ordering::SeqCst);
+}
+
+/// Streams rows to `sweep.csv` and moves the bar.
+struct Stream<'a> {
+    csv: CsvWriter,
+    bar: &'a ProgressBar,
+    est: &'a [f64],
+}
+
+impl sweep::run::Progress for Stream<'_> {
+    fn starting(&mut self, _i: usize, p: &Point) {
+        self.bar.set_message(format!(
+            "{} h={} t={} {}",
+            p.dataset,
+            p.width,
+            p.threads,
+            p.tracker.name()
+        ));
+    }
+    fn finished(&mut self, i: usize, row: &sweep::SavedRow, _ds: &Dataset) -> std::io::Result<()> {
+        self.csv.write_row(&sweep::row(row))?;
+        self.bar.inc((self.est[i] * 1e3) as u64);
+        Ok(())
+    }
+    fn stop(&self) -> bool {
+        STOP.load(Ordering::SeqCst)
     }
 }
 
@@ -228,6 +267,7 @@ pub fn sweep_run(args: &SweepArgs, ctx: &Context) -> Result<Output, CliError> {
         datasets: args.datasets.iter().map(|d| d.to_string()).collect(),
         trackers: args.trackers.clone(),
         eig_every: args.eig_every.clone(),
+        tracked: tracked(args),
     };
     grid.validate()
         .map_err(|e| CliError::Sweep(e.to_string()))?;
@@ -242,40 +282,15 @@ pub fn sweep_run(args: &SweepArgs, ctx: &Context) -> Result<Output, CliError> {
             "--thread-counts asks for {t} threads on {cores} cores: those points oversubscribe"
         ));
     }
-
     // A checkpoint start fixes the width (and, when it records one, the data set).
     let start = if args.from == "init" {
         None
     } else {
-        let path = PathBuf::from(&args.from);
-        let (params, meta) = load_checkpoint::<f32>(&path)?;
-        let spec = &params.spec;
-        let h = spec.hidden.first().copied().unwrap_or(0);
-        let fits = sweep::network(3072, h, 10).is_ok_and(|s| &s == spec);
-        if !fits {
-            return Err(CliError::Sweep(format!(
-                "{} holds the network {}, not a 3072-h-h-10 tanh network of the sweep",
-                path.display(),
-                spec.describe()
-            )));
-        }
-        if grid.widths != [h] {
-            return Err(CliError::Sweep(format!(
-                "{} holds a network of width {h}, but --widths asks for {:?}. Fix: --widths {h}",
-                path.display(),
-                grid.widths
-            )));
-        }
-        if let Some(ds) = meta.extra.get("dataset") {
-            if grid.datasets.iter().any(|d| d != ds) {
-                return Err(CliError::Sweep(format!(
-                    "{} was trained on {ds}, but --datasets asks for {}. Fix: --datasets {ds}",
-                    path.display(),
-                    grid.datasets.join(",")
-                )));
-            }
-        }
-        Some(params.data)
+        let path = std::path::Path::new(&args.from);
+        Some(
+            sweep::start_from_checkpoint(path, &grid)
+                .map_err(|e| CliError::Sweep(e.to_string()))?,
+        )
     };
 
     let points = grid.points();
@@ -283,7 +298,7 @@ pub fn sweep_run(args: &SweepArgs, ctx: &Context) -> Result<Output, CliError> {
         let d = args.datasets.iter().find(|d| d.to_string() == name);
         d.map_or(0, examples)
     };
-    let gflops = calibrate();
+    let gflops = sweep::calibrate();
     let total_steps = args.warmup + args.steps;
     let est: Vec<f64> = points
         .iter()
@@ -334,110 +349,86 @@ pub fn sweep_run(args: &SweepArgs, ctx: &Context) -> Result<Output, CliError> {
         .collect();
     let root = args.results.join("sweep");
     let dir = RunDir::create(&root, &host, args.run_id.clone()).map_err(out)?;
-    let mut csv = dir.csv("sweep.csv", &sweep::COLUMNS).map_err(out)?;
     let window = json!({
         "warmup": args.warmup, "steps": args.steps, "lr": args.lr, "from": args.from,
         "k": args.k, "tol": args.tol,
     });
-    let bar = progress::bar((est_total * 1e3) as u64, "sweep");
-    let lanczos = LanczosParams {
-        k: args.k,
-        tol: args.tol,
-        ..LanczosParams::default()
+    let settings = sweep::Settings {
+        warmup: args.warmup,
+        steps: args.steps,
+        lr: args.lr,
+        lanczos: LanczosParams {
+            k: args.k,
+            tol: args.tol,
+            ..LanczosParams::default()
+        },
+        start,
+        roof_reps: 3,
     };
-    let t0 = Instant::now();
-    let mut rows = Vec::new();
-    let mut saved = Vec::new();
-    let mut loaded: Option<(String, Dataset)> = None;
-    for (p, e) in points.iter().zip(&est) {
-        bar.set_message(format!(
-            "{} h={} t={} {}",
-            p.dataset,
-            p.width,
-            p.threads,
-            p.tracker.name()
-        ));
-        if loaded.as_ref().is_none_or(|(name, _)| name != &p.dataset) {
-            let choice = args
-                .datasets
-                .iter()
-                .find(|d| d.to_string() == p.dataset)
-                .expect("points come from the grid's data sets");
-            loaded = Some((p.dataset.clone(), load(choice, &ctx.data_dir)?));
-        }
-        let ds = &loaded.as_ref().expect("loaded above").1;
-        let stats = sweep::run_point(
-            ds,
-            p,
-            start.as_deref(),
-            args.warmup,
-            args.steps,
-            args.lr,
-            lanczos,
-        )
-        .map_err(|source| CliError::Train {
+    let bar = progress::bar((est_total * 1e3) as u64, "sweep");
+    let mut stream = Stream {
+        csv: dir.csv("sweep.csv", &sweep::COLUMNS).map_err(out)?,
+        bar: &bar,
+        est: &est,
+    };
+    catch_signals();
+    let load_named = |name: &str| {
+        let choice = args
+            .datasets
+            .iter()
+            .find(|d| d.to_string() == name)
+            .expect("points come from the grid's data sets");
+        load(choice, &ctx.data_dir)
+    };
+    let finished = sweep::run_grid(&points, &settings, load_named, &mut stream);
+    bar.finish_and_clear();
+    let finished = finished.map_err(|e| match e {
+        sweep::SweepError::Train { source, .. } => CliError::Train {
             run_dir: dir.path().to_path_buf(),
             source,
-        })?;
-        let rss = sweep::peak_rss_mb();
-        csv.write_row(&sweep::row(p, ds.n, ds.d, ds.classes, &stats, rss))
-            .map_err(out)?;
-        rows.push(json!({ "point": p, "n": ds.n, "stats": stats, "peak_rss_mb": rss }));
-        saved.push(sweep::SavedRow {
-            point: p.clone(),
-            n: ds.n,
-            stats,
-        });
-        bar.inc((e * 1e3) as u64);
-    }
-    bar.finish_and_clear();
-    let seconds = t0.elapsed().as_secs_f64();
+        },
+        sweep::SweepError::Io(e) => CliError::Output(e),
+        other => CliError::Sweep(format!("{other} (rows so far: {})", dir.path().display())),
+    })?;
+    let rows = &finished.rows;
     dir.write_json(
         "sweep.json",
         &json!({
             "meta": meta, "grid": grid, "window": window, "rows": rows,
-            "seconds": seconds, "estimated_seconds": est_total,
+            "seconds": finished.seconds, "estimated_seconds": est_total,
+            "interrupted": finished.interrupted,
         }),
     )
     .map_err(out)?;
 
-    let figures = sweep::figures(dir.path(), &saved).map_err(out)?;
-    let mut text = String::new();
-    text.push_str(
-        "dataset         h     threads tracker  every  step ms  untracked ms  products  overhead\n",
-    );
-    for r in &rows {
-        let (p, s) = (&r["point"], &r["stats"]);
-        let num =
-            |v: &serde_json::Value| v.as_f64().map_or("–".to_string(), |v| format!("{v:.2}"));
-        text.push_str(&format!(
-            "{:<15} {:<5} {:<7} {:<8} {:<6} {:<8} {:<13} {:<9} {}\n",
-            p["dataset"].as_str().unwrap_or(""),
-            p["width"],
-            p["threads"],
-            p["tracker"].as_str().unwrap_or(""),
-            p["eig_every"],
-            num(&s["step_ms"]["median"]),
-            num(&s["untracked_ms"]["median"]),
-            num(&s["products"]["median"]),
-            num(&s["overhead"]["median"]),
-        ));
-    }
+    let figures = sweep::figures(dir.path(), rows).map_err(out)?;
+    let mut text = sweep::table(rows);
+    let took = if finished.interrupted {
+        format!(
+            "interrupted after {} of {} points, {:.0} s",
+            rows.len(),
+            points.len(),
+            finished.seconds
+        )
+    } else {
+        format!(
+            "{:.0} s for {} points (estimated {est_total:.0} s)",
+            finished.seconds,
+            points.len()
+        )
+    };
     text.push_str(&key_values(&[
         ("run", dir.path().display().to_string()),
         ("figures", figures.join(" ")),
-        (
-            "took",
-            format!(
-                "{seconds:.0} s for {} points (estimated {est_total:.0} s)",
-                points.len()
-            ),
-        ),
+        ("took", took),
     ]));
-    let mut json = json!({ "run_dir": dir.path(), "rows": rows, "seconds": seconds });
+    let mut json = json!({
+        "run_dir": dir.path(), "rows": rows, "seconds": finished.seconds,
+        "interrupted": finished.interrupted,
+    });
     let mut regressed = false;
     if let Some(old) = &args.compare {
-        let (t, changes, r) = comparison(old, &saved)?;
+        let (t, changes, r) = comparison(old, rows)?;
         text.push_str(&t);
         json["changes"] = changes;
         regressed = r;
@@ -445,6 +436,12 @@ pub fn sweep_run(args: &SweepArgs, ctx: &Context) -> Result<Output, CliError> {
     let mut output = Output::ok(text, json);
     if regressed && args.fail_on_regression {
         output.failure = Some(CliError::Sweep("a point regressed by ≥ 5 %".into()));
+    } else if finished.interrupted {
+        output.failure = Some(CliError::SweepInterrupted {
+            run_dir: dir.path().to_path_buf(),
+            done: rows.len(),
+            points: points.len(),
+        });
     }
     Ok(output)
 }

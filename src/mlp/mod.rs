@@ -39,6 +39,7 @@ mod hidden;
 mod kinks;
 mod layer;
 pub mod reference;
+pub mod roof;
 mod third;
 
 use crate::kernels::gemm::{gemm_par, view, view_mut};

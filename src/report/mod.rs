@@ -14,6 +14,7 @@
 
 mod meta;
 mod plot;
+mod png;
 mod run_dir;
 mod tables;
 
@@ -21,6 +22,7 @@ pub use meta::{
     build_info, format_rfc3339_utc, format_run_id_utc, utc_civil, BuildInfo, RunMeta, UtcCivil,
 };
 pub use plot::{line_figure, training_figure, RunCurves, Series};
+pub use png::svg_to_png;
 pub use run_dir::{CsvField, CsvWriter, RunDir};
 pub use tables::{eig_columns, eig_row, step_row, STEP_COLUMNS};
 

@@ -35,13 +35,15 @@ const COLORS: [RGBColor; 6] = [
 ];
 
 /// Writes the loss panel above the sharpness panel, titled `title`, to `path` (SVG,
-/// atomically). The output depends only on the arguments.
+/// atomically) and as PNG beside it (same name, `.png`). The output depends only on the
+/// arguments.
 pub fn training_figure(path: &Path, title: &str, runs: &[RunCurves<'_>]) -> io::Result<()> {
     let mut svg = String::new();
     draw(&mut svg, title, runs).map_err(|e| {
         io::Error::other(format!("cannot draw the figure '{}': {e}", path.display()))
     })?;
-    atomic_write(path, svg.as_bytes())
+    atomic_write(path, svg.as_bytes())?;
+    super::svg_to_png(&svg, &path.with_extension("png"))
 }
 
 type DrawResult = Result<(), Box<dyn std::error::Error>>;
@@ -151,8 +153,9 @@ pub struct Series {
     pub dashed: bool,
 }
 
-/// A single-panel line chart (SVG, atomically): `series` over `0 ..= max x` and
-/// `0 ..= 1.1 · max y`, with markers at the points, axes named `x_desc` and `y_desc`.
+/// A single-panel line chart: `series` over `0 ..= max x` and `0 ..= 1.1 · max y`, with markers
+/// at the points, axes named `x_desc` and `y_desc`; written atomically as SVG to `path` and as
+/// PNG beside it (same name, `.png`).
 pub fn line_figure(
     path: &Path,
     title: &str,
@@ -164,7 +167,8 @@ pub fn line_figure(
     draw_lines(&mut svg, title, x_desc, y_desc, series).map_err(|e| {
         io::Error::other(format!("cannot draw the figure '{}': {e}", path.display()))
     })?;
-    atomic_write(path, svg.as_bytes())
+    atomic_write(path, svg.as_bytes())?;
+    super::svg_to_png(&svg, &path.with_extension("png"))
 }
 
 fn draw_lines(

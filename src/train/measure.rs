@@ -141,6 +141,10 @@ pub struct WindowStats {
     pub estimates: usize,
     pub eig_ms: Option<Summary>,
     pub products: Option<Summary>,
+    /// Per estimate, its product time over its products: one curvature product, ms (absent in
+    /// files written before it was recorded).
+    #[serde(default)]
+    pub product_ms: Option<Summary>,
     /// Per estimated step, `t_step / (t_step − t_eig)`.
     pub overhead: Option<Summary>,
     /// `Σ t_step / Σ (t_step − t_eig)` over the window: what tracking at this cadence costs.
@@ -174,6 +178,7 @@ pub fn measure_window<T: Real>(
     let kept = &rec.steps[w.warmup.min(rec.steps.len())..];
     let (mut step_ms, mut untracked, mut eig_ms, mut products, mut overhead) =
         (vec![], vec![], vec![], vec![], vec![]);
+    let mut product_ms = vec![];
     for s in kept {
         let t = s.seconds * 1e3;
         step_ms.push(t);
@@ -183,6 +188,9 @@ pub fn measure_window<T: Real>(
                 untracked.push(t - te);
                 eig_ms.push(te);
                 products.push(e.products as f64);
+                if e.products > 0 {
+                    product_ms.push(e.product_seconds * 1e3 / e.products as f64);
+                }
                 overhead.push(t / (t - te));
             }
             None => untracked.push(t),
@@ -196,6 +204,7 @@ pub fn measure_window<T: Real>(
         estimates: eig_ms.len(),
         eig_ms: Summary::of(&eig_ms),
         products: Summary::of(&products),
+        product_ms: Summary::of(&product_ms),
         overhead: Summary::of(&overhead),
         cost_ratio: step_ms.iter().sum::<f64>() / untracked.iter().sum::<f64>(),
         last_sharpness: rec.eigs.last().map(|e| e.values[0]),
@@ -254,6 +263,11 @@ mod tests {
             assert_eq!(s.steps, 5, "{tracker:?}");
             assert_eq!(s.estimates, estimates, "{tracker:?}");
             assert_eq!(s.products.is_some(), estimates > 0);
+            // A product costs some time, never more than its estimate.
+            assert_eq!(s.product_ms.is_some(), estimates > 0);
+            if let (Some(pm), Some(em), Some(pr)) = (s.product_ms, s.eig_ms, s.products) {
+                assert!(pm.min > 0.0 && pm.median * pr.min <= em.max + 1e-9);
+            }
             assert!(s.untracked_ms.median <= s.step_ms.median + 1e-12);
             assert!(s.cost_ratio >= 1.0);
             if let Some(o) = s.overhead {

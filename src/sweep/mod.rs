@@ -6,18 +6,30 @@
 //! PyTorch-default initialization (seed 0: the rising phase) or from a checkpoint of that width
 //! (e.g. the end of a `train` run: the edge of stability). Results are one row per point
 //! ([`COLUMNS`], [`row`]); the time model ([`estimate_seconds`]) sizes a grid before it runs.
+//! [`run_grid`] runs a grid's points (streaming each row to its caller, stopping early on
+//! request), [`figures`] draws them, [`compare`] sets two sweeps side by side.
+
+mod figures;
+pub mod run;
+
+pub use figures::figures;
+pub use run::{
+    calibrate, change_table, run_grid, start_from_checkpoint, table, Finished, Settings, SweepError,
+};
 
 use serde::{Deserialize, Serialize};
 
 use crate::data::Dataset;
 use crate::eig::LanczosParams;
-use crate::mlp::{Data, Net, NetConfig};
+use crate::mlp::{flops, Data, Net, NetConfig};
 use crate::model::{init_params, Activation, Loss, MlpSpec, SpecError};
 use crate::par::with_threads;
 use crate::report::CsvField;
 use crate::train::{measure_window, TrackerChoice, TrainError, Window, WindowStats};
 
-/// The grid: every combination of its lists is a point.
+/// The grid: every combination of its lists is a point, except that the trackers run on the
+/// `tracked` data sets only (the others measure the untracked step alone: enough for the step
+/// time against the data-set size, at a fraction of the cost).
 #[derive(Clone, Debug, Serialize)]
 pub struct Grid {
     pub widths: Vec<usize>,
@@ -25,6 +37,8 @@ pub struct Grid {
     pub datasets: Vec<String>,
     pub trackers: Vec<TrackerChoice>,
     pub eig_every: Vec<usize>,
+    /// The data sets whose points run every tracker (a subset of `datasets`).
+    pub tracked: Vec<String>,
 }
 
 /// One grid point.
@@ -46,6 +60,8 @@ pub enum GridError {
     Zero(&'static str),
     #[error("--eig-every matters only with a tracker: the grid tracks nothing but asks for cadences {0:?} (add --trackers history, or drop --eig-every)")]
     CadenceWithoutTracker(Vec<usize>),
+    #[error("--track-on names {0}, which --datasets does not list ({1}): track on one of those, or add it to --datasets")]
+    TrackedNotInGrid(String, String),
 }
 
 impl Grid {
@@ -73,18 +89,29 @@ impl Grid {
         if self.trackers == [TrackerChoice::None] && self.eig_every != [1] {
             return Err(GridError::CadenceWithoutTracker(self.eig_every.clone()));
         }
+        if let Some(t) = self.tracked.iter().find(|t| !self.datasets.contains(t)) {
+            return Err(GridError::TrackedNotInGrid(
+                t.clone(),
+                self.datasets.join(","),
+            ));
+        }
         Ok(())
     }
 
     /// The points in run order: data set, then width, threads, tracker and cadence (the
     /// untracked step once per network and thread count: cadence means nothing without a
-    /// tracker).
+    /// tracker). Data sets outside `tracked` get the untracked points only.
     pub fn points(&self) -> Vec<Point> {
         let mut out = Vec::new();
         for dataset in &self.datasets {
+            let trackers: &[TrackerChoice] = if self.tracked.contains(dataset) {
+                &self.trackers
+            } else {
+                &[TrackerChoice::None]
+            };
             for &width in &self.widths {
                 for &threads in &self.threads {
-                    for &tracker in &self.trackers {
+                    for &tracker in trackers {
                         let cadences: &[usize] = if tracker == TrackerChoice::None {
                             &[1]
                         } else {
@@ -112,11 +139,10 @@ pub fn network(d: usize, h: usize, c: usize) -> Result<MlpSpec, SpecError> {
     MlpSpec::new(d, &[h, h], c, Activation::Tanh)
 }
 
-/// Multiply-adds ×2 of one gradient (forward and backward GEMMs, the first layer's `dX` not
-/// formed) on `n` examples of the `d-h-h-c` network: `4 n (d h + h h + h c)`. A curvature
-/// product costs about the same (R-forward and R-backward at the cached point).
+/// FLOPs of the GEMMs of one gradient on `n` examples of the `d-h-h-c` network
+/// ([`flops::gradient`]; 0 for a width of 0).
 pub fn gradient_flops(n: usize, d: usize, h: usize, c: usize) -> f64 {
-    4.0 * n as f64 * (d * h + h * h + h * c) as f64
+    network(d, h, c).map_or(0.0, |s| flops::gradient(&s, n))
 }
 
 /// Curvature products per estimate to expect, for the time model (measured on fc-tanh /
@@ -177,12 +203,60 @@ pub fn run_point(
     })
 }
 
-/// A point as `sweep.json` keeps it (the fields a comparison reads).
+/// A point as `sweep.json` keeps it: what it measured, the rates of its gradient (from the
+/// untracked median) and of one curvature product (from its median time) under the FLOP model
+/// of [`flops`], the roof (GFLOP/s of the gradient's GEMMs alone at its shape and threads) and
+/// the process's peak resident memory after it. Fields after `stats` are absent from files
+/// written before they were recorded.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SavedRow {
     pub point: Point,
     pub n: usize,
     pub stats: WindowStats,
+    #[serde(default)]
+    pub params: usize,
+    #[serde(default)]
+    pub grad_gflops: Option<f64>,
+    #[serde(default)]
+    pub hvp_gflops: Option<f64>,
+    #[serde(default)]
+    pub roof_gflops: Option<f64>,
+    #[serde(default)]
+    pub peak_rss_mb: Option<f64>,
+}
+
+impl SavedRow {
+    /// The row of `point` measured on `n` examples of `d` inputs and `c` classes.
+    pub fn new(
+        point: Point,
+        (n, d, c): (usize, usize, usize),
+        stats: WindowStats,
+        roof_gflops: Option<f64>,
+        peak_rss_mb: Option<f64>,
+    ) -> Self {
+        let spec = network(d, point.width, c).ok();
+        let rate = |flops: f64, ms: f64| flops / (ms * 1e-3) / 1e9;
+        SavedRow {
+            params: spec.as_ref().map_or(0, |s| s.num_params()),
+            grad_gflops: spec
+                .as_ref()
+                .map(|s| rate(flops::gradient(s, n), stats.untracked_ms.median)),
+            hvp_gflops: spec
+                .as_ref()
+                .zip(stats.product_ms)
+                .map(|(s, t)| rate(flops::hvp(s, n), t.median)),
+            point,
+            n,
+            stats,
+            roof_gflops,
+            peak_rss_mb,
+        }
+    }
+
+    /// A rate as a fraction of the roof.
+    pub fn of_roof(&self, gflops: Option<f64>) -> Option<f64> {
+        Some(gflops? / self.roof_gflops?)
+    }
 }
 
 /// `sweep.json`'s rows, from its text.
@@ -229,188 +303,8 @@ pub fn compare(old: &[SavedRow], new: &[SavedRow], threshold: f64) -> Vec<Change
         .collect()
 }
 
-/// The harness's figures from its rows, written into `dir` as SVG; returns their file names.
-/// The reference data set is the one nearest 5000 examples; the figures are:
-/// - `overhead-vs-width.svg`: the tracked step over the untracked one (median per step), one
-///   line per thread count, tracker and cadence;
-/// - `speedup-vs-threads.svg`: the step time at the fewest threads over the step time, one line
-///   per width and tracker, with the ideal line;
-/// - `step-vs-n.svg`: the untracked step time against the data-set size at the most threads, one
-///   line per width, with the proportional line through the smallest size of each;
-/// - `products.svg`: curvature products per estimate against the width, one line per tracker
-///   and cadence, at the most threads.
-pub fn figures(dir: &std::path::Path, rows: &[SavedRow]) -> std::io::Result<Vec<String>> {
-    use crate::report::{line_figure, Series};
-    use std::collections::BTreeMap;
-    let Some(ref_n) = rows.iter().map(|r| r.n).min_by_key(|&n| n.abs_diff(5000)) else {
-        return Ok(Vec::new());
-    };
-    let max_t = rows.iter().map(|r| r.point.threads).max().unwrap_or(1);
-    let min_t = rows.iter().map(|r| r.point.threads).min().unwrap_or(1);
-    let reference = || rows.iter().filter(move |r| r.n == ref_n);
-    let sorted = |mut v: Vec<(f64, f64)>| {
-        v.sort_by(|a, b| a.0.total_cmp(&b.0));
-        v
-    };
-    let series_of = |groups: BTreeMap<String, Vec<(f64, f64)>>| -> Vec<Series> {
-        groups
-            .into_iter()
-            .map(|(label, points)| Series {
-                label,
-                points: sorted(points),
-                dashed: false,
-            })
-            .collect()
-    };
-    let data = rows
-        .iter()
-        .find(|r| r.n == ref_n)
-        .map_or(String::new(), |r| r.point.dataset.clone());
-    let mut written = Vec::new();
-    // Each figure: written into `dir`, its name kept.
-    let draw = |written: &mut Vec<String>,
-                name: &str,
-                title: &str,
-                x_desc: &str,
-                y_desc: &str,
-                series: &[Series]|
-     -> std::io::Result<()> {
-        line_figure(&dir.join(name), title, x_desc, y_desc, series)?;
-        written.push(name.to_string());
-        Ok(())
-    };
-
-    let mut g: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
-    for r in reference().filter(|r| r.point.tracker != TrackerChoice::None) {
-        if let Some(o) = r.stats.overhead {
-            let key = format!(
-                "{} t={} every {}",
-                r.point.tracker.name(),
-                r.point.threads,
-                r.point.eig_every
-            );
-            g.entry(key)
-                .or_default()
-                .push((r.point.width as f64, o.median));
-        }
-    }
-    if !g.is_empty() {
-        draw(
-            &mut written,
-            "overhead-vs-width.svg",
-            &format!("tracked / untracked step, {data}"),
-            "hidden width h",
-            "tracked step / untracked step (median)",
-            &series_of(g),
-        )?;
-    }
-
-    let mut g: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
-    for r in reference() {
-        let base = reference().find(|b| {
-            b.point.threads == min_t
-                && Point {
-                    threads: min_t,
-                    ..r.point.clone()
-                } == b.point
-        });
-        if let Some(b) = base {
-            let key = format!(
-                "h={} {} every {}",
-                r.point.width,
-                r.point.tracker.name(),
-                r.point.eig_every
-            );
-            let speedup = b.stats.step_ms.median / r.stats.step_ms.median;
-            g.entry(key)
-                .or_default()
-                .push((r.point.threads as f64, speedup));
-        }
-    }
-    if max_t > min_t && !g.is_empty() {
-        let mut series = series_of(g);
-        let ideal = (min_t..=max_t)
-            .filter(|t| rows.iter().any(|r| r.point.threads == *t))
-            .map(|t| (t as f64, t as f64 / min_t as f64))
-            .collect();
-        series.push(Series {
-            label: "ideal".into(),
-            points: ideal,
-            dashed: true,
-        });
-        draw(
-            &mut written,
-            "speedup-vs-threads.svg",
-            &format!("speed-up over {min_t} thread(s), {data}"),
-            "threads",
-            "speed-up of the step (median)",
-            &series,
-        )?;
-    }
-
-    let mut g: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
-    for r in rows
-        .iter()
-        .filter(|r| r.point.tracker == TrackerChoice::None && r.point.threads == max_t)
-    {
-        let key = format!("h={}", r.point.width);
-        g.entry(key)
-            .or_default()
-            .push((r.n as f64, r.stats.untracked_ms.median));
-    }
-    let distinct_n = rows
-        .iter()
-        .map(|r| r.n)
-        .collect::<std::collections::BTreeSet<_>>();
-    if distinct_n.len() > 1 && !g.is_empty() {
-        let mut series = series_of(g);
-        let proportional: Vec<Series> = series
-            .iter()
-            .filter_map(|s| {
-                let &(n0, t0) = s.points.first()?;
-                let n1 = s.points.last()?.0;
-                Some(Series {
-                    label: format!("{} ∝ n", s.label),
-                    points: vec![(n0, t0), (n1, t0 * n1 / n0)],
-                    dashed: true,
-                })
-            })
-            .collect();
-        series.extend(proportional);
-        draw(
-            &mut written,
-            "step-vs-n.svg",
-            &format!("untracked step against the data-set size, {max_t} thread(s)"),
-            "examples n",
-            "untracked step (ms, median)",
-            &series,
-        )?;
-    }
-
-    let mut g: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
-    for r in reference().filter(|r| r.point.threads == max_t) {
-        if let Some(p) = r.stats.products {
-            let key = format!("{} every {}", r.point.tracker.name(), r.point.eig_every);
-            g.entry(key)
-                .or_default()
-                .push((r.point.width as f64, p.median));
-        }
-    }
-    if !g.is_empty() {
-        draw(
-            &mut written,
-            "products.svg",
-            &format!("curvature products per estimate, {data}, {max_t} thread(s)"),
-            "hidden width h",
-            "products per estimate (median)",
-            &series_of(g),
-        )?;
-    }
-    Ok(written)
-}
-
 /// `sweep.csv`'s header.
-pub const COLUMNS: [&str; 22] = [
+pub const COLUMNS: [&str; 27] = [
     "dataset",
     "n",
     "width",
@@ -428,30 +322,28 @@ pub const COLUMNS: [&str; 22] = [
     "eig_ms",
     "products",
     "products_p90",
+    "product_ms",
     "overhead",
     "cost_ratio",
     "grad_gflops",
+    "hvp_gflops",
+    "roof_gflops",
+    "grad_roof",
+    "hvp_roof",
     "last_sharpness",
     "peak_rss_mb",
 ];
 
-/// A `sweep.csv` row: the point, its data-set size and parameter count, what it measured, the
-/// gradient's GFLOP/s (from the untracked median) and the process's peak resident memory.
-pub fn row<'a>(
-    p: &'a Point,
-    n: usize,
-    d: usize,
-    c: usize,
-    s: &WindowStats,
-    peak_rss_mb: Option<f64>,
-) -> Vec<CsvField<'a>> {
-    let params = d * p.width + p.width + p.width * p.width + p.width + p.width * c + c;
-    let gflops = gradient_flops(n, d, p.width, c) / (s.untracked_ms.median * 1e-3) / 1e9;
+/// A `sweep.csv` row: the point, its parameter count, what it measured, the rates of its
+/// gradient and curvature product, each also as a fraction of the roof, and the peak resident
+/// memory.
+pub fn row(r: &SavedRow) -> Vec<CsvField<'_>> {
+    let (p, s) = (&r.point, &r.stats);
     vec![
         CsvField::from(p.dataset.as_str()),
-        n.into(),
+        r.n.into(),
         p.width.into(),
-        params.into(),
+        r.params.into(),
         p.threads.into(),
         p.tracker.name().into(),
         p.eig_every.into(),
@@ -465,11 +357,16 @@ pub fn row<'a>(
         s.eig_ms.map(|e| e.median).into(),
         s.products.map(|e| e.median).into(),
         s.products.map(|e| e.p90).into(),
+        s.product_ms.map(|e| e.median).into(),
         s.overhead.map(|e| e.median).into(),
         s.cost_ratio.into(),
-        gflops.into(),
+        r.grad_gflops.into(),
+        r.hvp_gflops.into(),
+        r.roof_gflops.into(),
+        r.of_roof(r.grad_gflops).into(),
+        r.of_roof(r.hvp_gflops).into(),
         s.last_sharpness.into(),
-        peak_rss_mb.into(),
+        r.peak_rss_mb.into(),
     ]
 }
 
@@ -492,6 +389,7 @@ mod tests {
             datasets: vec!["synthetic-50".into()],
             trackers: vec![TrackerChoice::None, TrackerChoice::History],
             eig_every: vec![1, 10],
+            tracked: vec!["synthetic-50".into()],
         }
     }
 
@@ -505,6 +403,17 @@ mod tests {
         let untracked = pts.iter().filter(|p| p.tracker == TrackerChoice::None);
         assert!(untracked.clone().all(|p| p.eig_every == 1));
         assert_eq!(untracked.count(), 4);
+
+        // A second data set that is not tracked adds its untracked points only.
+        let mut g = grid();
+        g.datasets.push("synthetic-80".into());
+        g.validate().unwrap();
+        let pts = g.points();
+        assert_eq!(pts.len(), 12 + 4);
+        assert!(pts
+            .iter()
+            .filter(|p| p.dataset == "synthetic-80")
+            .all(|p| p.tracker == TrackerChoice::None));
     }
 
     #[test]
@@ -521,11 +430,7 @@ mod tests {
         let row = |ms: f64, width: usize| {
             let mut s = stats.clone();
             s.step_ms.median = ms;
-            SavedRow {
-                point: Point { width, ..p.clone() },
-                n: 40,
-                stats: s,
-            }
+            SavedRow::new(Point { width, ..p.clone() }, (40, 6, 3), s, None, None)
         };
         let old = vec![row(10.0, 4), row(10.0, 8)];
         let new = vec![row(10.4, 4), row(11.0, 8), row(5.0, 16)];
@@ -547,59 +452,6 @@ mod tests {
         }
     }
 
-    /// Two data-set sizes, two widths, two thread counts, two trackers: all four figures.
-    #[test]
-    fn figures_are_drawn_from_rows() {
-        let ds = crate::data::synthetic(30, 6, 3, 1);
-        let p = Point {
-            width: 4,
-            threads: 1,
-            dataset: "synthetic-30".into(),
-            tracker: TrackerChoice::History,
-            eig_every: 1,
-        };
-        let stats = run_point(&ds, &p, None, 0, 2, 0.1, LanczosParams::default()).unwrap();
-        let mut rows = Vec::new();
-        for (n, dataset) in [(1000, "a"), (5000, "b")] {
-            for width in [100, 200] {
-                for threads in [1, 2] {
-                    for tracker in [TrackerChoice::None, TrackerChoice::History] {
-                        let mut s = stats.clone();
-                        s.step_ms.median = (n * width / threads) as f64 * 1e-3;
-                        s.untracked_ms.median = s.step_ms.median / 2.0;
-                        rows.push(SavedRow {
-                            point: Point {
-                                width,
-                                threads,
-                                dataset: dataset.into(),
-                                tracker,
-                                eig_every: 1,
-                            },
-                            n,
-                            stats: s,
-                        });
-                    }
-                }
-            }
-        }
-        let scratch = crate::data::ScratchDir::new("sweep-figures").unwrap();
-        let names = figures(&scratch.path, &rows).unwrap();
-        assert_eq!(
-            names,
-            [
-                "overhead-vs-width.svg",
-                "speedup-vs-threads.svg",
-                "step-vs-n.svg",
-                "products.svg"
-            ]
-        );
-        for name in names {
-            let svg = std::fs::read_to_string(scratch.path.join(name)).unwrap();
-            assert!(svg.starts_with("<svg") && svg.contains("h=") || svg.contains("history"));
-        }
-        assert!(figures(&scratch.path, &[]).unwrap().is_empty());
-    }
-
     #[test]
     fn bad_grids_are_named() {
         let mut g = grid();
@@ -614,6 +466,10 @@ mod tests {
             g.validate(),
             Err(GridError::CadenceWithoutTracker(_))
         ));
+        let mut g = grid();
+        g.tracked = vec!["cifar10-5k".into()];
+        let e = g.validate().unwrap_err();
+        assert!(e.to_string().contains("cifar10-5k") && e.to_string().contains("synthetic-50"));
     }
 
     #[test]
@@ -646,10 +502,22 @@ mod tests {
         };
         let s = run_point(&ds, &p, None, 1, 3, 0.1, LanczosParams::default()).unwrap();
         assert_eq!((s.steps, s.estimates), (3, 3));
-        let r = row(&p, 60, 12, 3, &s, peak_rss_mb());
+        let saved = SavedRow::new(p.clone(), (60, 12, 3), s.clone(), Some(2.0), peak_rss_mb());
+        let r = row(&saved);
         assert_eq!(r.len(), COLUMNS.len());
         let spec = network(12, 8, 3).unwrap();
-        assert_eq!(r[3], CsvField::UInt(spec.num_params() as u64));
+        let col = |name: &str| &r[COLUMNS.iter().position(|c| *c == name).unwrap()];
+        assert_eq!(*col("p"), CsvField::UInt(spec.num_params() as u64));
+        // The rates follow the FLOP model and the roof divides them.
+        let grad = flops::gradient(&spec, 60) / (s.untracked_ms.median * 1e-3) / 1e9;
+        let hvp = flops::hvp(&spec, 60) / (s.product_ms.unwrap().median * 1e-3) / 1e9;
+        let num = |f: &CsvField| match f {
+            CsvField::F64(x) => *x,
+            other => panic!("{other:?}"),
+        };
+        assert!((num(col("grad_gflops")) - grad).abs() <= 1e-9 * grad);
+        assert!((num(col("hvp_roof")) - hvp / 2.0).abs() <= 1e-9 * hvp);
+        assert!(num(col("peak_rss_mb")) > 0.0);
         // A start of the wrong size is an error, not a silent re-initialization.
         let bad = run_point(
             &ds,
