@@ -4,8 +4,9 @@
 //! Subcommands: `data verify` (CIFAR-10 checksums), `init` (initial checkpoint), `loss`
 //! (full-batch loss and accuracy), `sharpness` (top Hessian eigenvalues), `verify`
 //! (derivatives vs finite differences, symmetry, f32 vs f64), `train` (gradient descent with
-//! the sharpness tracked), `plot` (the figure of train runs), `sweep` (the overhead harness). Global options: `--threads`,
-//! `--data-dir`, `--json`.
+//! the sharpness tracked), `plot` (the figure of train runs), `sweep` (the overhead harness),
+//! `ops` (single operations timed, for the peers). Global options: `--threads`, `--data-dir`,
+//! `--json`.
 //!
 //! Every command produces an [`Output`]: the human-readable text, the same result as JSON, and
 //! optionally a failure (a check above tolerance, a data directory that differs from the
@@ -17,6 +18,7 @@ mod data_cmd;
 mod error;
 mod init_cmd;
 mod loss_cmd;
+mod ops_cmd;
 mod plot_cmd;
 mod progress;
 mod sharpness_cmd;
@@ -37,6 +39,7 @@ pub use data_cmd::{data_verify, report_json};
 pub use error::CliError;
 pub use init_cmd::{init, InitArgs};
 pub use loss_cmd::{loss, LossArgs};
+pub use ops_cmd::{ops, OpsArgs};
 pub use plot_cmd::{plot, PlotArgs};
 pub use sharpness_cmd::{sharpness, SharpnessArgs};
 pub use sweep_cmd::{sweep_run, SweepArgs};
@@ -93,6 +96,9 @@ pub enum Command {
     /// The overhead harness: what tracking the sharpness costs across widths, thread counts,
     /// data sets, trackers and cadences (windows of real gradient descent)
     Sweep(SweepArgs),
+    /// Time the single operations (loss, gradient, curvature product, one estimate, a tracked
+    /// step) with the values a peer implementation must match (scripts/peers/)
+    Ops(OpsArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -190,5 +196,6 @@ fn dispatch(cmd: &Command, ctx: &Context) -> Result<Output, CliError> {
         Command::Train(a) => train(a, ctx),
         Command::Plot(a) => plot(a),
         Command::Sweep(a) => sweep_run(a, ctx),
+        Command::Ops(a) => ops(a, ctx),
     }
 }

@@ -10,6 +10,7 @@
 //! request), [`figures`] draws them, [`compare`] sets two sweeps side by side.
 
 mod figures;
+pub mod ops;
 pub mod run;
 
 pub use figures::figures;
