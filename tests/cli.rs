@@ -1002,10 +1002,33 @@ fn sweep_measures_every_point_of_its_grid() {
     assert!(changes
         .iter()
         .all(|ch| ch["ratio"] == 1.0 && ch["regressed"] == false));
+    // Twice as slow in median alone: within the old spread, flagged but not failing.
+    let mut slower = json.clone();
+    for r in slower["rows"].as_array_mut().unwrap() {
+        let t = &mut r["stats"]["step_ms"];
+        let (p10, p90) = (t["p10"].as_f64().unwrap(), t["p90"].as_f64().unwrap());
+        t["median"] = (p90 * 1.1).into();
+        t["p10"] = (p10 * 0.5).into();
+    }
+    let slower_path = scratch.path.join("slower.json");
+    std::fs::write(&slower_path, slower.to_string()).unwrap();
+    let slower_path = slower_path.to_str().unwrap();
+    let args = [
+        "sweep",
+        "--compare",
+        old,
+        "--against",
+        slower_path,
+        "--fail-on-regression",
+    ];
+    assert_contains(&succeeded(&run(&args)), &["slower within the spread"]);
+    // Twice as slow everywhere: significant.
     let mut slow = json.clone();
     for r in slow["rows"].as_array_mut().unwrap() {
-        let m = r["stats"]["step_ms"]["median"].as_f64().unwrap();
-        r["stats"]["step_ms"]["median"] = (2.0 * m).into();
+        for q in ["p10", "median", "p90"] {
+            let t = &mut r["stats"]["step_ms"][q];
+            *t = (2.0 * t.as_f64().unwrap()).into();
+        }
     }
     let slow_path = scratch.path.join("slow.json");
     std::fs::write(&slow_path, slow.to_string()).unwrap();

@@ -17,7 +17,8 @@ import os
 import statistics
 import sys
 
-OPS = ("loss", "gradient", "hvp", "estimate", "estimate_reference", "tracked_step")
+OPS = ("loss", "gradient", "hvp", "estimate", "estimate_reference", "tracked_step",
+       "tracked_step_history")
 ORDER = ("eosbench", "torch-double-backward", "torch-func", "jax")
 CHECKS = ("loss", "grad_norm", "vhv", "sharpness")
 TOLERANCE = {"loss": 1e-4, "grad_norm": 1e-4, "vhv": 1e-4, "sharpness": 2e-3}
@@ -242,7 +243,8 @@ def main(argv):
             if not any(op in merged[(t, i)]["ops"] for i in impls):
                 continue
             label = op + (" [products]" if op in ("estimate", "estimate_reference",
-                                                  "tracked_step") else "")
+                                                  "tracked_step", "tracked_step_history")
+                          else "")
             cells = []
             ref_ms = merged[(t, ref)]["ops"].get(op, {}).get("median_ms") if ref else None
             for i in impls:

@@ -105,7 +105,8 @@ pub struct SweepArgs {
     #[arg(long, value_name = "NEW.json", requires = "compare")]
     pub against: Option<PathBuf>,
 
-    /// With --compare: exit non-zero when a point regressed
+    /// With --compare: exit non-zero when a point regressed beyond the spread of its step times
+    /// (≥ 5 % slower in median and its p10 above the old p90)
     #[arg(long, requires = "compare")]
     pub fail_on_regression: bool,
 
@@ -130,13 +131,14 @@ fn read_rows(path: &std::path::Path) -> Result<Vec<sweep::SavedRow>, CliError> {
     })
 }
 
-/// The regression table of `new` against `old`, its JSON, and whether any point regressed.
+/// The regression table of `new` against `old`, its JSON, and whether any point regressed
+/// significantly.
 fn comparison(
     old: &std::path::Path,
     new: &[sweep::SavedRow],
 ) -> Result<(String, serde_json::Value, bool), CliError> {
     let changes = sweep::compare(&read_rows(old)?, new, REGRESSION);
-    let regressed = changes.iter().any(|c| c.regressed);
+    let regressed = changes.iter().any(|c| c.significant());
     Ok((
         sweep::change_table(old, &changes),
         json!(changes),
@@ -249,7 +251,9 @@ pub fn sweep_run(args: &SweepArgs, ctx: &Context) -> Result<Output, CliError> {
         let (text, json, regressed) = comparison(old, &read_rows(new)?)?;
         let mut output = Output::ok(text, json!({ "changes": json }));
         if regressed && args.fail_on_regression {
-            output.failure = Some(CliError::Sweep("a point regressed by ≥ 5 %".into()));
+            output.failure = Some(CliError::Sweep(
+                "a point regressed by ≥ 5 %, beyond the spread of its step times".into(),
+            ));
         }
         return Ok(output);
     }
@@ -435,7 +439,9 @@ pub fn sweep_run(args: &SweepArgs, ctx: &Context) -> Result<Output, CliError> {
     }
     let mut output = Output::ok(text, json);
     if regressed && args.fail_on_regression {
-        output.failure = Some(CliError::Sweep("a point regressed by ≥ 5 %".into()));
+        output.failure = Some(CliError::Sweep(
+            "a point regressed by ≥ 5 %, beyond the spread of its step times".into(),
+        ));
     } else if finished.interrupted {
         output.failure = Some(CliError::SweepInterrupted {
             run_dir: dir.path().to_path_buf(),

@@ -281,11 +281,22 @@ pub struct Change {
     pub ratio: f64,
     /// Slower by at least the threshold.
     pub regressed: bool,
+    /// Slower beyond the spread of the two windows: the new p10 step above the old p90.
+    pub beyond_spread: bool,
+}
+
+impl Change {
+    /// A regression that the step times' spread does not explain (what `--fail-on-regression`
+    /// fails on: on a shared machine, two runs of the same code differ by up to ~13 % in median
+    /// over a 10-step window, but their p10–p90 ranges overlap).
+    pub fn significant(&self) -> bool {
+        self.regressed && self.beyond_spread
+    }
 }
 
 /// The points of `new` also in `old` (same point and data-set size), with their median step
-/// times; a ratio of at least `1 + threshold` is a regression. Points in one sweep only are
-/// left out.
+/// times; a ratio of at least `1 + threshold` is a regression, significant when the new p10 is
+/// above the old p90 as well. Points in one sweep only are left out.
 pub fn compare(old: &[SavedRow], new: &[SavedRow], threshold: f64) -> Vec<Change> {
     new.iter()
         .filter_map(|b| {
@@ -299,6 +310,7 @@ pub fn compare(old: &[SavedRow], new: &[SavedRow], threshold: f64) -> Vec<Change
                 new_ms,
                 ratio,
                 regressed: ratio >= 1.0 + threshold,
+                beyond_spread: b.stats.step_ms.p10 > a.stats.step_ms.p90,
             })
         })
         .collect()
@@ -428,22 +440,25 @@ mod tests {
             eig_every: 1,
         };
         let stats = run_point(&ds, &p, None, 0, 2, 0.1, LanczosParams::default()).unwrap();
+        // Step times spread ±1 ms around `ms`.
         let row = |ms: f64, width: usize| {
             let mut s = stats.clone();
-            s.step_ms.median = ms;
+            (s.step_ms.p10, s.step_ms.median, s.step_ms.p90) = (ms - 1.0, ms, ms + 1.0);
             SavedRow::new(Point { width, ..p.clone() }, (40, 6, 3), s, None, None)
         };
-        let old = vec![row(10.0, 4), row(10.0, 8)];
-        let new = vec![row(10.4, 4), row(11.0, 8), row(5.0, 16)];
+        let old = vec![row(10.0, 4), row(10.0, 8), row(10.0, 12)];
+        let new = vec![row(10.4, 4), row(11.0, 8), row(12.5, 12), row(5.0, 16)];
         let c = compare(&old, &new, 0.05);
-        assert_eq!(c.len(), 2, "the width-16 point is new");
-        assert!(!c[0].regressed && c[1].regressed);
+        assert_eq!(c.len(), 3, "the width-16 point is new");
+        assert!(!c[0].regressed && c[1].regressed && c[2].regressed);
         assert!((c[1].ratio - 1.1).abs() < 1e-12);
+        // 11 ± 1 overlaps 10 ± 1; 12.5 ± 1 does not.
+        assert!(!c[1].significant() && c[2].significant());
         // Through sweep.json's layout.
         // Through sweep.json's layout (serde_json's float text may move the last bit).
         let json = serde_json::json!({ "meta": {}, "rows": old }).to_string();
         let back = saved_rows(&json).unwrap();
-        assert_eq!(back.len(), 2);
+        assert_eq!(back.len(), 3);
         for (a, b) in back.iter().zip(&old) {
             assert_eq!(
                 (&a.point, a.n, a.stats.steps),

@@ -225,7 +225,8 @@ pub fn table(rows: &[SavedRow]) -> String {
     text
 }
 
-/// The regression table of a comparison against the sweep at `old`.
+/// The regression table of a comparison against the sweep at `old`: `SLOWER` marks a
+/// significant regression, `slower within the spread` one the windows' p10–p90 ranges explain.
 pub fn change_table(old: &Path, changes: &[Change]) -> String {
     let mut text = format!(
         "against {}: {} common points\ndataset         h     threads tracker  every  old ms    new ms    ratio\n",
@@ -243,7 +244,11 @@ pub fn change_table(old: &Path, changes: &[Change]) -> String {
             c.old_ms,
             c.new_ms,
             c.ratio,
-            if c.regressed { "  SLOWER" } else { "" }
+            match (c.regressed, c.beyond_spread) {
+                (true, true) => "  SLOWER",
+                (true, false) => "  slower within the spread",
+                _ => "",
+            }
         ));
     }
     text
