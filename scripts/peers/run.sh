@@ -4,7 +4,7 @@
 #
 #   scripts/peers/run.sh [--params FILE] [--n 5000] [--reps 10] [--threads "1 2"] [--out DIR]
 #                        [--rounds 2] [--lr 0.01] [--impls "eosbench torch-double-backward ..."]
-#                        [--no-build]
+#                        [--ops loss,gradient,hvp] [--no-build]
 #
 #   --params   eosbench safetensors checkpoint (default: a fresh fc-tanh init, seed 0, written
 #              to DIR/init.safetensors: the rising phase; pass a train checkpoint for the edge)
@@ -15,6 +15,7 @@
 #   --rounds   rounds per thread count; round r runs every implementation once with its share
 #              of the reps, so slow drifts of the machine hit all implementations alike
 #   --out      results directory (default results/peers/<hostname>/<UTC time>)
+#   --ops      only these workloads, comma-separated, on every side (default: all)
 #   --no-build do not run cargo (use target/release/eosbench as it is)
 #
 # Data: $EOSBENCH_DATA, default ../shared/datasets/cifar-10-batches-bin relative to the repo
@@ -33,6 +34,7 @@ out=""
 rounds=2
 lr=0.01
 impls="eosbench torch-double-backward torch-func jax"
+ops=""
 build=1
 
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
@@ -47,6 +49,7 @@ while [ $# -gt 0 ]; do
         --rounds) need "$@"; rounds="$2"; shift 2 ;;
         --lr) need "$@"; lr="$2"; shift 2 ;;
         --impls) need "$@"; impls="$2"; shift 2 ;;
+        --ops) need "$@"; ops="$2"; shift 2 ;;
         --no-build) build=0; shift ;;
         -h|--help) usage; exit 0 ;;
         *) echo "error: unknown argument '$1' (see --help)" >&2; exit 2 ;;
@@ -167,7 +170,8 @@ for t in "${thread_list[@]}"; do
             start=$(date +%s)
             if [ "$impl" = eosbench ]; then
                 if ! bench "$cpus" "$bin" --threads "$t" --json ops --params "$params" \
-                    --dataset "$dataset" --reps "$share" --lr "$lr" >"$json.tmp" 2>"$log"; then
+                    --dataset "$dataset" --reps "$share" --lr "$lr" ${ops:+--ops "$ops"} \
+                    >"$json.tmp" 2>"$log"; then
                     echo "  FAILED (see $log)" >&2
                     rm -f "$json.tmp"
                     failed=1
@@ -177,7 +181,7 @@ for t in "${thread_list[@]}"; do
             else
                 if ! bench "$cpus" "$python" "$here/peers.py" --impl "$impl" --threads "$t" \
                     --params "$params" --data-dir "$data" --n "$n" --lr "$lr" --reps "$share" \
-                    --out "$json" 2>"$log"; then
+                    ${ops:+--ops "$ops"} --out "$json" 2>"$log"; then
                     echo "  FAILED (see $log)" >&2
                     failed=1
                     continue

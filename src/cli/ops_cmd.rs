@@ -32,6 +32,11 @@ pub struct OpsArgs {
     /// Residual tolerance of `estimate_reference` (the top two eigenvalues)
     #[arg(long, default_value_t = 1e-5)]
     pub tol_reference: f64,
+
+    /// Only these operations (loss, gradient, hvp, estimate, estimate_reference, tracked_step,
+    /// tracked_step_history) [default: all]
+    #[arg(long, value_delimiter = ',', value_name = "NAMES")]
+    pub ops: Vec<String>,
 }
 
 pub fn ops(args: &OpsArgs, ctx: &Context) -> Result<Output, CliError> {
@@ -59,6 +64,7 @@ fn run<T: Real>(args: &OpsArgs, ctx: &Context) -> Result<Output, CliError> {
         lr: args.lr,
         tol: args.tol,
         tol_reference: args.tol_reference,
+        only: args.ops.clone(),
     };
     let r = measure_ops(&mut net, &params.data, &settings, ctx.par).map_err(|e| {
         CliError::Sweep(format!("ops on {} ({source}): {e}", params.spec.describe()))
@@ -67,7 +73,7 @@ fn run<T: Real>(args: &OpsArgs, ctx: &Context) -> Result<Output, CliError> {
     let network = params.spec.describe();
     let mut text = format!(
         "{network} on {} (n = {}), {}, {} thread(s), {source}\n\
-         check: loss {:.9} |grad| {:.9} <v,Hv> {:.6} sharpness {:.6}\n\
+         check: loss {:.9} |grad| {:.9} <v,Hv> {:.6} sharpness {}\n\
          operation             median ms   p10 ms     p90 ms     first ms   products\n",
         ds.name,
         ds.n,
@@ -76,7 +82,7 @@ fn run<T: Real>(args: &OpsArgs, ctx: &Context) -> Result<Output, CliError> {
         r.check.loss,
         r.check.grad_norm,
         r.check.vhv,
-        r.check.sharpness
+        r.check.sharpness.map_or("–".into(), |x| format!("{x:.6}"))
     );
     for (name, o) in &r.ops {
         text.push_str(&format!(

@@ -31,7 +31,7 @@ use crate::real::Real;
 use crate::train::{measure_window, Summary, TrackerChoice, TrainError, Window};
 
 /// How the operations are measured.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct OpsSettings {
     /// Timed calls per operation.
     pub reps: usize,
@@ -41,7 +41,21 @@ pub struct OpsSettings {
     pub tol: f64,
     /// Residual tolerance of `estimate_reference`.
     pub tol_reference: f64,
+    /// The operations to time, by name (empty: all, [`OPS`]). The check values are computed
+    /// in any case except the sharpness, which needs `estimate`.
+    pub only: Vec<String>,
 }
+
+/// The operations, in the order they run.
+pub const OPS: [&str; 7] = [
+    "loss",
+    "gradient",
+    "hvp",
+    "estimate",
+    "estimate_reference",
+    "tracked_step",
+    "tracked_step_history",
+];
 
 impl Default for OpsSettings {
     fn default() -> Self {
@@ -50,6 +64,7 @@ impl Default for OpsSettings {
             lr: 0.01,
             tol: 1e-3,
             tol_reference: 1e-5,
+            only: Vec::new(),
         }
     }
 }
@@ -84,13 +99,13 @@ impl OpTime {
 }
 
 /// The values every implementation must agree on: loss, gradient norm, `⟨v, Hv⟩` along
-/// `v = g/‖g‖`, and the `estimate`'s top eigenvalue.
+/// `v = g/‖g‖`, and the `estimate`'s top eigenvalue (when it ran).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Check {
     pub loss: f64,
     pub grad_norm: f64,
     pub vhv: f64,
-    pub sharpness: f64,
+    pub sharpness: Option<f64>,
 }
 
 /// The measured operations, by name, with the check values.
@@ -101,13 +116,13 @@ pub struct Ops {
 }
 
 /// Times `f` once (first call) and then `reps` times; returns the first call's ms, every rep's
-/// ms and the last rep's result.
+/// ms and the last call's result.
 fn timed<R>(reps: usize, mut f: impl FnMut() -> R) -> (f64, Vec<f64>, R) {
     let t0 = Instant::now();
     let mut last = f();
     let first = t0.elapsed().as_secs_f64() * 1e3;
     let mut times = Vec::with_capacity(reps);
-    for _ in 0..reps.max(1) {
+    for _ in 0..reps {
         let t0 = Instant::now();
         last = f();
         times.push(t0.elapsed().as_secs_f64() * 1e3);
@@ -122,24 +137,28 @@ pub fn measure_ops<T: Real>(
     s: &OpsSettings,
     par: Par,
 ) -> Result<Ops, TrainError> {
+    if let Some(bad) = s.only.iter().find(|o| !OPS.contains(&o.as_str())) {
+        return Err(TrainError::Config(format!(
+            "'{bad}' is not an operation: use {}",
+            OPS.join(", ")
+        )));
+    }
+    let wanted = |name: &str| s.only.is_empty() || s.only.iter().any(|o| o == name);
+    let reps = |name: &str| if wanted(name) { s.reps } else { 0 };
     let p = net.num_params();
     let mut ops = BTreeMap::new();
-    let solve = |k: usize, tol: f64| LanczosParams {
-        k,
-        tol,
-        which: Which::LargestAlgebraic,
-        par,
-        ..LanczosParams::default()
-    };
-    let eig_err = |e: crate::eig::EigError| TrainError::Config(format!("sharpness: {e}"));
 
-    let (first, t, ev) = timed(s.reps, || net.evaluate(params, par));
-    ops.insert("loss".into(), OpTime::of(first, &t));
+    let (first, t, ev) = timed(reps("loss"), || net.evaluate(params, par));
+    if wanted("loss") {
+        ops.insert("loss".into(), OpTime::of(first, &t));
+    }
     let loss = ev.loss;
 
     let mut g = vec![T::ZERO; p];
-    let (first, t, _) = timed(s.reps, || net.gradient(params, &mut g, par));
-    ops.insert("gradient".into(), OpTime::of(first, &t));
+    let (first, t, _) = timed(reps("gradient"), || net.gradient(params, &mut g, par));
+    if wanted("gradient") {
+        ops.insert("gradient".into(), OpTime::of(first, &t));
+    }
     let grad_norm = g.iter().map(|x| x.to_f64().powi(2)).sum::<f64>().sqrt();
 
     // The solvers' product at the point of the last gradient (the one just timed).
@@ -147,36 +166,87 @@ pub fn measure_ops<T: Real>(
     let mut hv = vec![0.0; p];
     let (first, t, _) = {
         let mut op = CurvatureOp::new(net, Curvature::Hessian, par);
-        timed(s.reps, || op.apply(&v, &mut hv, 1))
+        timed(reps("hvp"), || op.apply(&v, &mut hv, 1))
     };
-    ops.insert("hvp".into(), OpTime::of(first, &t));
+    if wanted("hvp") {
+        ops.insert("hvp".into(), OpTime::of(first, &t));
+    }
     let vhv = v.iter().zip(&hv).map(|(a, b)| a * b).sum::<f64>();
+    let mut sharpness = None;
 
-    net.gradient(params, &mut g, par);
-    let (first, t, est) = timed(s.reps, || {
-        top_eigenpairs(net, Curvature::Hessian, &solve(1, s.tol), None)
-    });
-    let est = est.map_err(eig_err)?;
-    let sharpness = est.result.values[0];
-    let mut o = OpTime::of(first, &t);
-    o.products = Some(est.result.products as f64);
-    o.value = Some(sharpness.into());
-    ops.insert("estimate".into(), o);
+    if wanted("estimate") {
+        net.gradient(params, &mut g, par);
+        let (first, t, est) = timed(s.reps, || {
+            top_eigenpairs(net, Curvature::Hessian, &solve(1, s.tol, par), None)
+        });
+        let est = est.map_err(eig_err)?;
+        let top = est.result.values[0];
+        sharpness = Some(top);
+        let mut o = OpTime::of(first, &t);
+        o.products = Some(est.result.products as f64);
+        o.value = Some(top.into());
+        ops.insert("estimate".into(), o);
+    }
 
-    let (first, t, reference) = timed(s.reps, || {
-        top_eigenpairs(net, Curvature::Hessian, &solve(2, s.tol_reference), None)
-    });
-    let reference = reference.map_err(eig_err)?;
-    let mut o = OpTime::of(first, &t);
-    o.products = Some(reference.result.products as f64);
-    o.value = Some(reference.result.values.clone().into());
-    ops.insert("estimate_reference".into(), o);
+    if wanted("estimate_reference") {
+        net.gradient(params, &mut g, par);
+        let (first, t, reference) = timed(s.reps, || {
+            top_eigenpairs(
+                net,
+                Curvature::Hessian,
+                &solve(2, s.tol_reference, par),
+                None,
+            )
+        });
+        let reference = reference.map_err(eig_err)?;
+        let mut o = OpTime::of(first, &t);
+        o.products = Some(reference.result.products as f64);
+        o.value = Some(reference.result.values.clone().into());
+        ops.insert("estimate_reference".into(), o);
+    }
 
-    // Gradient, cold estimate at that point, update: every rep from `params`.
+    if wanted("tracked_step") {
+        tracked_step(net, params, s, par, &mut ops)?;
+    }
+    if wanted("tracked_step_history") {
+        history_step(net, params, s, par, &mut ops)?;
+    }
+
+    Ok(Ops {
+        check: Check {
+            loss,
+            grad_norm,
+            vhv,
+            sharpness,
+        },
+        ops,
+    })
+}
+
+/// The solver settings of the estimates: `k` eigenvalues to residual `tol`.
+fn solve(k: usize, tol: f64, par: Par) -> LanczosParams {
+    LanczosParams {
+        k,
+        tol,
+        which: Which::LargestAlgebraic,
+        par,
+        ..LanczosParams::default()
+    }
+}
+
+/// `tracked_step`: gradient, cold estimate at that point, update; every rep from `params`.
+fn tracked_step<T: Real>(
+    net: &mut Net<T>,
+    params: &[T],
+    s: &OpsSettings,
+    par: Par,
+    ops: &mut BTreeMap<String, OpTime>,
+) -> Result<(), TrainError> {
+    let mut g = vec![T::ZERO; net.num_params()];
     let mut next = params.to_vec();
     let (first, t, products) = timed(s.reps, || {
         net.gradient(params, &mut g, par);
-        let est = top_eigenpairs(net, Curvature::Hessian, &solve(1, s.tol), None);
+        let est = top_eigenpairs(net, Curvature::Hessian, &solve(1, s.tol, par), None);
         for ((n, &x), &d) in next.iter_mut().zip(params).zip(&g) {
             *n = x - T::from_f64(s.lr) * d;
         }
@@ -185,9 +255,18 @@ pub fn measure_ops<T: Real>(
     let mut o = OpTime::of(first, &t);
     o.products = Some(products.map_err(eig_err)? as f64);
     ops.insert("tracked_step".into(), o);
+    Ok(())
+}
 
-    // The history tracker every step, on a window from the same start: its first three
-    // steps (a cold solve, then the history filling up) play the first call.
+/// `tracked_step_history`: the history tracker every step, on a window from `params`; its
+/// first three steps (a cold solve, then the history filling up) play the first call.
+fn history_step<T: Real>(
+    net: &mut Net<T>,
+    params: &[T],
+    s: &OpsSettings,
+    par: Par,
+    ops: &mut BTreeMap<String, OpTime>,
+) -> Result<(), TrainError> {
     let warmup = 3;
     let w = Window {
         warmup,
@@ -195,7 +274,7 @@ pub fn measure_ops<T: Real>(
         lr: s.lr,
         tracker: TrackerChoice::History,
         eig_every: 1,
-        lanczos: solve(1, s.tol),
+        lanczos: solve(1, s.tol, par),
     };
     let t0 = Instant::now();
     let stats = measure_window(net, params.to_vec(), &w, par)?;
@@ -213,16 +292,11 @@ pub fn measure_ops<T: Real>(
             value: stats.last_sharpness.map(Into::into),
         },
     );
+    Ok(())
+}
 
-    Ok(Ops {
-        check: Check {
-            loss,
-            grad_norm,
-            vhv,
-            sharpness,
-        },
-        ops,
-    })
+fn eig_err(e: crate::eig::EigError) -> TrainError {
+    TrainError::Config(format!("sharpness: {e}"))
 }
 
 #[cfg(test)]
@@ -245,6 +319,7 @@ mod tests {
             lr: 0.1,
             tol: 1e-8,
             tol_reference: 1e-8,
+            only: Vec::new(),
         };
         let r = measure_ops(&mut net, &params, &s, Par::Seq).unwrap();
         let names = [
@@ -278,10 +353,26 @@ mod tests {
         assert!(close(r.check.grad_norm, norm));
         assert!(close(r.check.vhv, vhv), "{} {vhv}", r.check.vhv);
         // λ₁ bounds every Rayleigh quotient; the two solves agree on it.
-        assert!(r.check.sharpness >= vhv - 1e-10);
+        let top = r.check.sharpness.unwrap();
+        assert!(top >= vhv - 1e-10);
         let top2 = r.ops["estimate_reference"].value.as_ref().unwrap();
-        assert!(close(top2[0].as_f64().unwrap(), r.check.sharpness));
-        assert!(top2[1].as_f64().unwrap() <= r.check.sharpness);
+        assert!(close(top2[0].as_f64().unwrap(), top));
+        assert!(top2[1].as_f64().unwrap() <= top);
         assert!(r.ops["tracked_step"].products.unwrap() >= 1.0);
+
+        // A subset: only those are timed; the checks but the sharpness stay.
+        let only = OpsSettings {
+            only: vec!["gradient".into(), "hvp".into()],
+            ..s.clone()
+        };
+        let r2 = measure_ops(&mut net, &params, &only, Par::Seq).unwrap();
+        assert_eq!(r2.ops.keys().collect::<Vec<_>>(), ["gradient", "hvp"]);
+        assert_eq!((r2.check.vhv, r2.check.sharpness), (r.check.vhv, None));
+        let bad = OpsSettings {
+            only: vec!["hessian".into()],
+            ..s
+        };
+        let e = measure_ops(&mut net, &params, &bad, Par::Seq).unwrap_err();
+        assert!(e.to_string().contains("hessian") && e.to_string().contains("tracked_step"));
     }
 }
