@@ -1,11 +1,13 @@
 //! Cost of one sharpness estimate (top Hessian eigenvalue, tol 1e-3) of fc-tanh on the real
 //! cifar10-5k (a synthetic set of the same shape when the data cannot be found): cold (random start) and warm (from the previous
-//! iterate's Ritz vectors after one GD step), block sizes 1, 2, 4, threads 1 and 2.
+//! iterate's Ritz vectors after one GD step), block sizes 1, 2, 4, on all the cores (1 and 2 threads
+//! with `EOSBENCH_BENCH_FULL=1`).
 //! Products per estimate are printed before the timings (criterion measures time only). The
 //! estimates run in a kept [`LanczosWorkspace`], as in a training run; `*-b1-oneshot` allocates
 //! the solver's buffers per estimate, for comparison.
 //!
-//! `cargo bench --bench lanczos`; `EOSBENCH_BENCH_THREADS=2 cargo bench --bench lanczos`.
+//! `cargo bench --bench lanczos` (all the cores); `EOSBENCH_BENCH_FULL=1` or
+//! `EOSBENCH_BENCH_THREADS=1,2 cargo bench --bench lanczos` (1 and 2 threads).
 
 mod common;
 

@@ -7,7 +7,8 @@
 //! `step/<start>/h<width>-n<n>/t<threads>/<tracker>`; products per estimate are printed after
 //! each tracked benchmark.
 //!
-//! `cargo bench --bench step`; `EOSBENCH_BENCH_WIDTHS=200 EOSBENCH_BENCH_THREADS=2 ...`.
+//! `cargo bench --bench step` (h = 200, all the cores); `EOSBENCH_BENCH_FULL=1` (threads 1 and
+//! 2); `EOSBENCH_BENCH_WIDTHS=400 EOSBENCH_BENCH_THREADS=1,2 ...` (the sweep covers the widths).
 
 mod common;
 
@@ -26,7 +27,7 @@ fn bench_step(c: &mut Criterion) {
     let edge = std::env::var("EOSBENCH_BENCH_EDGE").ok();
     let mut group = c.benchmark_group("step");
     group.sampling_mode(common::flat());
-    for &h in &common::widths(&[200]) {
+    for &h in &common::widths(&[200], &[200]) {
         let spec = MlpSpec::new(3072, &[h, h], 10, Activation::Tanh).expect("spec");
         let mut starts = vec![("init", init_params::<f32>(&spec, 0).data)];
         if let Some(path) = &edge {

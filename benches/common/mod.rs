@@ -58,14 +58,25 @@ pub fn flat() -> SamplingMode {
     SamplingMode::Flat
 }
 
-/// Thread counts to sweep: `EOSBENCH_BENCH_THREADS=1,2` (default `1,2`).
-pub fn thread_counts() -> Vec<usize> {
-    list_env("EOSBENCH_BENCH_THREADS", &[1, 2])
+/// `EOSBENCH_BENCH_FULL=1`: the long grids (every width, 1 and 2 threads). By default the
+/// benches run the short ones (h = 200, all the cores), so `cargo bench` as a whole stays near
+/// 10 minutes on 2 cores.
+pub fn full() -> bool {
+    std::env::var("EOSBENCH_BENCH_FULL").is_ok_and(|v| v == "1")
 }
 
-/// Hidden widths to sweep: `EOSBENCH_BENCH_WIDTHS=100,200` (default given by the bench).
-pub fn widths(default: &[usize]) -> Vec<usize> {
-    list_env("EOSBENCH_BENCH_WIDTHS", default)
+/// Thread counts to sweep: `EOSBENCH_BENCH_THREADS=1,2`; by default all the cores, or 1 and 2
+/// with [`full`].
+pub fn thread_counts() -> Vec<usize> {
+    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+    let default: &[usize] = if full() { &[1, 2] } else { &[cores] };
+    list_env("EOSBENCH_BENCH_THREADS", default)
+}
+
+/// Hidden widths to sweep: `EOSBENCH_BENCH_WIDTHS=100,200`; by default `short`, or `long` with
+/// [`full`].
+pub fn widths(short: &[usize], long: &[usize]) -> Vec<usize> {
+    list_env("EOSBENCH_BENCH_WIDTHS", if full() { long } else { short })
 }
 
 fn list_env(name: &str, default: &[usize]) -> Vec<usize> {

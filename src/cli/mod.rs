@@ -22,6 +22,7 @@ mod ops_cmd;
 mod plot_cmd;
 mod progress;
 mod sharpness_cmd;
+mod signals;
 mod sweep_cmd;
 mod train_cmd;
 mod verify_cmd;

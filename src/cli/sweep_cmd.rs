@@ -6,8 +6,6 @@
 //! figures of the points done; a second one exits at once (the CSV keeps every finished row).
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Once;
 
 use clap::Args;
 use serde_json::json;
@@ -189,27 +187,6 @@ fn tracked(args: &SweepArgs) -> Vec<String> {
     }
 }
 
-/// Set by the first Ctrl-C (or SIGTERM, SIGHUP): the sweep ends after its current point.
-static STOP: AtomicBool = AtomicBool::new(false);
-
-/// Routes the termination signals to [`STOP`], once per process; a second signal exits at once
-/// (status 130). Without a handler (another was set first) a signal kills the sweep, whose CSV
-/// keeps every finished row.
-fn catch_signals() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let set = ctrlc::set_handler(|| {
-            if STOP.swap(true, Ordering::SeqCst) {
-                std::process::exit(130);
-            }
-        });
-        if let Err(e) = set {
-            eprintln!("warning: Ctrl-C will end the sweep without its sweep.json ({e})");
-        }
-    });
-    STOP.store(false, Ordering::SeqCst);
-}
-
 /// Streams rows to `sweep.csv` and moves the bar.
 struct Stream<'a> {
     csv: CsvWriter,
@@ -233,7 +210,7 @@ impl sweep::run::Progress for Stream<'_> {
         Ok(())
     }
     fn stop(&self) -> bool {
-        STOP.load(Ordering::SeqCst)
+        super::signals::interrupted()
     }
 }
 
@@ -310,24 +287,7 @@ pub fn sweep_run(args: &SweepArgs, ctx: &Context) -> Result<Output, CliError> {
         .collect();
     let est_total: f64 = est.iter().sum();
     if args.dry_run {
-        let mut text = String::new();
-        for (p, e) in points.iter().zip(&est) {
-            text.push_str(&format!(
-                "{:<14} h={:<4} threads={:<2} {:<8} every {:<3} ~{e:.0} s\n",
-                p.dataset,
-                p.width,
-                p.threads,
-                p.tracker.name(),
-                p.eig_every
-            ));
-        }
-        text.push_str(&format!(
-            "{} points, {} steps each: about {:.0} s ({:.1} min) at {gflops:.0} GFLOP/s per thread\n",
-            points.len(),
-            total_steps,
-            est_total,
-            est_total / 60.0
-        ));
+        let mut text = sweep::plan(&points, &est, total_steps, gflops);
         for w in &warnings {
             text.push_str(&format!("warning: {w}\n"));
         }
@@ -369,13 +329,13 @@ pub fn sweep_run(args: &SweepArgs, ctx: &Context) -> Result<Output, CliError> {
         start,
         roof_reps: 3,
     };
-    let bar = progress::bar((est_total * 1e3) as u64, "sweep");
+    let bar = progress::timed_bar((est_total * 1e3) as u64, "sweep");
     let mut stream = Stream {
         csv: dir.csv("sweep.csv", &sweep::COLUMNS).map_err(out)?,
         bar: &bar,
         est: &est,
     };
-    catch_signals();
+    super::signals::catch("end the sweep without its sweep.json");
     let load_named = |name: &str| {
         let choice = args
             .datasets

@@ -7,8 +7,6 @@
 //! end.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Once;
 use std::time::Instant;
 
 use clap::Args;
@@ -173,28 +171,6 @@ pub fn train(args: &TrainArgs, ctx: &Context) -> Result<Output, CliError> {
     }
 }
 
-/// Set by the first Ctrl-C (or SIGTERM, SIGHUP) during a run: the run stops after its current
-/// step and writes its files. A second signal exits at once (status 130).
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
-/// Routes the termination signals to [`INTERRUPTED`], once per process. Without a handler
-/// (another one was set first) a signal kills the run as before; the tables written so far
-/// stay valid.
-fn catch_signals() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let set = ctrlc::set_handler(|| {
-            if INTERRUPTED.swap(true, Ordering::SeqCst) {
-                std::process::exit(130);
-            }
-        });
-        if let Err(e) = set {
-            eprintln!("warning: Ctrl-C will not save the run's files ({e})");
-        }
-    });
-    INTERRUPTED.store(false, Ordering::SeqCst);
-}
-
 /// `--tracker`.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TrackerArg {
@@ -281,7 +257,7 @@ impl Observer for RunFiles {
     }
 
     fn interrupted(&self) -> bool {
-        INTERRUPTED.load(Ordering::SeqCst)
+        super::signals::interrupted()
     }
 }
 
@@ -352,7 +328,7 @@ fn run<T: Real>(args: &TrainArgs, ctx: &Context) -> Result<Output, CliError> {
         sharpness: Vec::new(),
         bar: progress::bar(args.max_steps as u64, "train"),
     };
-    catch_signals();
+    super::signals::catch("not save the run's files");
     let t0 = Instant::now();
     let tracked = (args.eig_every > 0).then_some(&tracking);
     let result = gradient_descent(&mut net, params.data, &gd, tracked, ctx.par, &mut files);

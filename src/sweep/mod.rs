@@ -15,7 +15,8 @@ pub mod run;
 
 pub use figures::figures;
 pub use run::{
-    calibrate, change_table, run_grid, start_from_checkpoint, table, Finished, Settings, SweepError,
+    calibrate, change_table, plan, run_grid, start_from_checkpoint, table, Finished, Settings,
+    SweepError,
 };
 
 use serde::{Deserialize, Serialize};

@@ -195,6 +195,29 @@ pub fn run_grid(
     })
 }
 
+/// The grid's points with the time model's estimate of each (`--dry-run`), and the total at
+/// `gflops` GFLOP/s per thread.
+pub fn plan(points: &[Point], est: &[f64], steps: usize, gflops: f64) -> String {
+    let mut text = String::new();
+    for (p, e) in points.iter().zip(est) {
+        text.push_str(&format!(
+            "{:<14} h={:<4} threads={:<2} {:<8} every {:<3} ~{e:.0} s\n",
+            p.dataset,
+            p.width,
+            p.threads,
+            p.tracker.name(),
+            p.eig_every
+        ));
+    }
+    let total: f64 = est.iter().sum();
+    text.push_str(&format!(
+        "{} points, {steps} steps each: about {total:.0} s ({:.1} min) at {gflops:.0} GFLOP/s per thread\n",
+        points.len(),
+        total / 60.0
+    ));
+    text
+}
+
 /// Two decimals, or "–" for a missing value.
 fn num(v: Option<f64>) -> String {
     v.map_or("–".to_string(), |v| format!("{v:.2}"))
