@@ -1121,3 +1121,67 @@ fn sweep_rejects_bad_grids_and_mismatched_checkpoints() {
     let err = failed_with(&run(&args), 1);
     assert_contains(&err, &["width 16", "--widths 16"]);
 }
+
+/// `eosbench ops --json` writes the schema `scripts/peers/table.py` merges: the check values
+/// and every operation's times, products where a solve ran; `--ops` times a subset (the
+/// sharpness check then absent), and an unknown operation is named.
+#[test]
+fn ops_reports_the_peers_schema() {
+    let net = [
+        "--widths",
+        "8,8",
+        "--input-dim",
+        "12",
+        "--classes",
+        "3",
+        "--dataset",
+        "synthetic-60",
+        "--reps",
+        "2",
+    ];
+    let mut args = vec!["--json", "--threads", "2", "ops"];
+    args.extend(net);
+    let v: Value = serde_json::from_str(&succeeded(&run(&args))).unwrap();
+    assert_eq!(
+        (v["impl"].as_str(), v["threads"].as_u64()),
+        (Some("eosbench"), Some(2))
+    );
+    assert_eq!(
+        (v["n"].as_u64(), v["dtype"].as_str()),
+        (Some(60), Some("f32"))
+    );
+    for key in ["loss", "grad_norm", "vhv", "sharpness"] {
+        assert!(
+            v["check"][key].as_f64().is_some_and(f64::is_finite),
+            "{key}: {v}"
+        );
+    }
+    let ops = v["ops"].as_object().unwrap();
+    assert_eq!(ops.len(), 7);
+    for (name, o) in ops {
+        assert!(o["median_ms"].as_f64().unwrap() >= 0.0, "{name}");
+        assert!(o["reps"].as_u64().unwrap() >= 2, "{name}");
+    }
+    for solve in [
+        "estimate",
+        "estimate_reference",
+        "tracked_step",
+        "tracked_step_history",
+    ] {
+        assert!(ops[solve]["products"].as_f64().unwrap() >= 1.0, "{solve}");
+    }
+    let lambda = v["check"]["sharpness"].as_f64().unwrap();
+    assert_eq!(ops["estimate"]["value"].as_f64(), Some(lambda));
+
+    let mut args = vec!["--json", "ops", "--ops", "loss,hvp"];
+    args.extend(net);
+    let v: Value = serde_json::from_str(&succeeded(&run(&args))).unwrap();
+    let names: Vec<_> = v["ops"].as_object().unwrap().keys().cloned().collect();
+    assert_eq!(names, ["hvp", "loss"]);
+    assert!(v["check"]["sharpness"].is_null() && v["check"]["vhv"].is_f64());
+
+    let mut args = vec!["ops", "--ops", "hessian"];
+    args.extend(net);
+    let err = failed_with(&run(&args), 1);
+    assert_contains(&err, &["hessian", "tracked_step"]);
+}
