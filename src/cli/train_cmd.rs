@@ -1,7 +1,7 @@
 //! `eosbench train`: full-batch gradient descent with the sharpness tracked along the way (the
 //! runs of Figure 1), written to a fresh run directory `<results>/<experiment>/<run-id>/`:
-//! `run.json` (configuration, provenance, outcome), `steps.csv`, `eigs.csv`, `figure.svg`
-//! (train loss and sharpness against the step, with the `2/η` line) and `final.safetensors`
+//! `run.json` (configuration, provenance, outcome), `steps.csv`, `eigs.csv`, `figure.svg` and
+//! `figure.png` (train loss and sharpness against the step, with the `2/η` line) and `final.safetensors`
 //! (the parameters at the last step). The tables are streamed row by row, so an interrupted run
 //! keeps every step it finished; `run.json` is written before the first step and again at the
 //! end.
@@ -439,7 +439,7 @@ fn run<T: Real>(args: &TrainArgs, ctx: &Context) -> Result<Output, CliError> {
         (
             "files",
             format!(
-                "run.json steps.csv {}figure.svg final.safetensors",
+                "run.json steps.csv {}figure.svg figure.png final.safetensors",
                 if args.eig_every > 0 { "eigs.csv " } else { "" }
             ),
         ),
