@@ -175,33 +175,12 @@ pub fn measure_ops<T: Real>(
     let mut sharpness = None;
 
     if wanted("estimate") {
-        net.gradient(params, &mut g, par);
-        let (first, t, est) = timed(s.reps, || {
-            top_eigenpairs(net, Curvature::Hessian, &solve(1, s.tol, par), None)
-        });
-        let est = est.map_err(eig_err)?;
-        let top = est.result.values[0];
-        sharpness = Some(top);
-        let mut o = OpTime::of(first, &t);
-        o.products = Some(est.result.products as f64);
-        o.value = Some(top.into());
+        let (o, top) = timed_solve(net, params, 1, s.tol, s.reps, par)?;
+        sharpness = Some(top[0]);
         ops.insert("estimate".into(), o);
     }
-
     if wanted("estimate_reference") {
-        net.gradient(params, &mut g, par);
-        let (first, t, reference) = timed(s.reps, || {
-            top_eigenpairs(
-                net,
-                Curvature::Hessian,
-                &solve(2, s.tol_reference, par),
-                None,
-            )
-        });
-        let reference = reference.map_err(eig_err)?;
-        let mut o = OpTime::of(first, &t);
-        o.products = Some(reference.result.products as f64);
-        o.value = Some(reference.result.values.clone().into());
+        let (o, _) = timed_solve(net, params, 2, s.tol_reference, s.reps, par)?;
         ops.insert("estimate_reference".into(), o);
     }
 
@@ -221,6 +200,33 @@ pub fn measure_ops<T: Real>(
         },
         ops,
     })
+}
+
+/// A cold solve for the top `k` eigenvalues to residual `tol` at `params` (the gradient taken
+/// first, untimed, caches the point), timed `reps` times: its time, products and values (one
+/// number for `k = 1`, a list otherwise), and the values.
+fn timed_solve<T: Real>(
+    net: &mut Net<T>,
+    params: &[T],
+    k: usize,
+    tol: f64,
+    reps: usize,
+    par: Par,
+) -> Result<(OpTime, Vec<f64>), TrainError> {
+    let mut g = vec![T::ZERO; net.num_params()];
+    net.gradient(params, &mut g, par);
+    let (first, t, est) = timed(reps, || {
+        top_eigenpairs(net, Curvature::Hessian, &solve(k, tol, par), None)
+    });
+    let values = est.map_err(eig_err)?.result;
+    let mut o = OpTime::of(first, &t);
+    o.products = Some(values.products as f64);
+    o.value = Some(if k == 1 {
+        values.values[0].into()
+    } else {
+        values.values.clone().into()
+    });
+    Ok((o, values.values))
 }
 
 /// The solver settings of the estimates: `k` eigenvalues to residual `tol`.
