@@ -38,8 +38,14 @@ const COLORS: [RGBColor; 6] = [
 /// atomically) and as PNG beside it (same name, `.png`). The output depends only on the
 /// arguments.
 pub fn training_figure(path: &Path, title: &str, runs: &[RunCurves<'_>]) -> io::Result<()> {
+    write_figure(path, |svg| draw(svg, title, runs))
+}
+
+/// Draws a figure into an SVG string with `draw` and writes it to `path` (atomically) and as
+/// PNG beside it; a drawing error names the file.
+fn write_figure(path: &Path, draw: impl FnOnce(&mut String) -> DrawResult) -> io::Result<()> {
     let mut svg = String::new();
-    draw(&mut svg, title, runs).map_err(|e| {
+    draw(&mut svg).map_err(|e| {
         io::Error::other(format!("cannot draw the figure '{}': {e}", path.display()))
     })?;
     atomic_write(path, svg.as_bytes())?;
@@ -163,12 +169,7 @@ pub fn line_figure(
     y_desc: &str,
     series: &[Series],
 ) -> io::Result<()> {
-    let mut svg = String::new();
-    draw_lines(&mut svg, title, x_desc, y_desc, series).map_err(|e| {
-        io::Error::other(format!("cannot draw the figure '{}': {e}", path.display()))
-    })?;
-    atomic_write(path, svg.as_bytes())?;
-    super::svg_to_png(&svg, &path.with_extension("png"))
+    write_figure(path, |svg| draw_lines(svg, title, x_desc, y_desc, series))
 }
 
 fn draw_lines(

@@ -109,10 +109,10 @@ pub fn calibrate() -> f64 {
         tracker: TrackerChoice::None,
         eig_every: 1,
     };
-    match run_point(&ds, &p, None, 1, 3, 0.01, LanczosParams::default()) {
-        Ok(s) => super::gradient_flops(n, 3072, h, 10) / (s.untracked_ms.median * 1e-3) / 1e9,
-        Err(_) => 20.0,
-    }
+    run_point(&ds, &p, None, 1, 3, 0.01, LanczosParams::default())
+        .ok()
+        .and_then(|s| SavedRow::new(p, (n, 3072, 10), s, None, None).grad_gflops)
+        .unwrap_or(20.0)
 }
 
 /// Runs `points` in order, loading each data set (by name) when the points move to it and
