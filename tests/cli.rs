@@ -765,6 +765,45 @@ fn train_rejects_a_cold_start_for_the_history_tracker() {
     assert_contains(&err, &["--cold-start", "--tracker lanczos"]);
 }
 
+/// Waits until the file at `path()` (once it names one) holds `lines` lines; fails after
+/// `limit_s` seconds saying that `what` did not start.
+fn wait_for_lines(
+    path: impl Fn() -> Option<std::path::PathBuf>,
+    lines: usize,
+    limit_s: u64,
+    what: &str,
+) {
+    let t0 = std::time::Instant::now();
+    while path()
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .map_or(0, |s| s.lines().count())
+        < lines
+    {
+        assert!(t0.elapsed().as_secs() < limit_s, "{what} did not start");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Sends `signal` (e.g. "-INT") to `child` and waits for it to exit; kills it and fails if it
+/// is still running after `limit_s` seconds.
+fn signal_and_wait(mut child: std::process::Child, signal: &str, limit_s: u64) -> Output {
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args([signal, &pid])
+        .status()
+        .unwrap()
+        .success());
+    let t0 = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if t0.elapsed().as_secs() > limit_s {
+            child.kill().unwrap();
+            panic!("{signal} did not stop the process");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
 /// A signal (SIGINT as from Ctrl-C, or SIGTERM as from a scheduler) ends a training run after
 /// its current step: the tables, run.json (with the stop), the figure and the final
 /// checkpoint are all written, and the exit status is 130.
@@ -773,7 +812,7 @@ fn a_signal_stops_training_with_its_files_complete() {
     let scratch = ScratchDir::new("train-signal").unwrap();
     let root = scratch.path.to_str().unwrap();
     for (signal, id) in [("-INT", "int"), ("-TERM", "term")] {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_eosbench"))
+        let child = Command::new(env!("CARGO_BIN_EXE_eosbench"))
             .args([
                 "--json",
                 "train",
@@ -793,28 +832,9 @@ fn a_signal_stops_training_with_its_files_complete() {
             .unwrap();
         let dir = scratch.path.join("sig").join(id);
         // Wait until the run is well under way (a few hundred steps written).
-        let t0 = std::time::Instant::now();
-        while std::fs::read_to_string(dir.join("steps.csv")).map_or(0, |s| s.lines().count()) < 300
-        {
-            assert!(t0.elapsed().as_secs() < 60, "the run did not start");
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        let pid = child.id().to_string();
-        assert!(Command::new("kill")
-            .args([signal, &pid])
-            .status()
-            .unwrap()
-            .success());
+        wait_for_lines(|| Some(dir.join("steps.csv")), 300, 60, "the run");
         // The run has millions of steps left: it must stop because of the signal.
-        let t1 = std::time::Instant::now();
-        while child.try_wait().unwrap().is_none() {
-            if t1.elapsed().as_secs() > 30 {
-                child.kill().unwrap();
-                panic!("{signal} did not stop the run");
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        let out = child.wait_with_output().unwrap();
+        let out = signal_and_wait(child, signal, 30);
         assert_eq!(
             out.status.code(),
             Some(130),
@@ -845,7 +865,7 @@ fn a_signal_stops_training_with_its_files_complete() {
 fn a_signal_stops_a_sweep_with_the_points_done() {
     let scratch = ScratchDir::new("sweep-signal").unwrap();
     let root = scratch.path.to_str().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_eosbench"))
+    let child = Command::new(env!("CARGO_BIN_EXE_eosbench"))
         .args(["--json", "sweep", "--results", root, "--run-id", "sig"])
         .args(["--datasets", "synthetic-200", "--thread-counts", "1"])
         .args([
@@ -872,30 +892,8 @@ fn a_signal_stops_a_sweep_with_the_points_done() {
             .ok()?;
         Some(host.path().join("sig").join("sweep.csv"))
     };
-    let t0 = std::time::Instant::now();
-    while csv()
-        .and_then(|p| std::fs::read_to_string(p).ok())
-        .map_or(0, |s| s.lines().count())
-        < 3
-    {
-        assert!(t0.elapsed().as_secs() < 120, "the sweep did not start");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    let pid = child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-INT", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let t1 = std::time::Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if t1.elapsed().as_secs() > 60 {
-            child.kill().unwrap();
-            panic!("SIGINT did not stop the sweep");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().unwrap();
+    wait_for_lines(csv, 3, 120, "the sweep");
+    let out = signal_and_wait(child, "-INT", 60);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{err}");
     assert_contains(&err, &["interrupted by a signal", "of 36 points"]);
